@@ -1,0 +1,361 @@
+"""targets.yaml and Citizen Lab test-list CSVs -> frozen dataclasses.
+
+Every error names the file, the line and the key (`targets.yaml:12: services[0].urls[2]: ...`):
+unknown keys are errors too, because a typo that passes silently measures the wrong thing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from probe.model import Target
+
+
+class ConfigError(Exception):
+    """A targets file or a setting is wrong; the message says where and what."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How to measure. Every field can be set in `settings:` and overridden on the command line."""
+
+    vantage: str = field(default_factory=socket.gethostname)
+    country: str = "ZZ"
+    control: str | None = None
+    resolvers: tuple[str, ...] = ("system",)
+    interval: float = 300.0
+    public_ranges: tuple[str, ...] = ()
+    timeout: float = 10.0  # seconds, for each step
+    concurrency: int = 16
+    ca_file: str | None = None
+    dns_window: float = 0.5  # keep listening this long after the first UDP answer
+    max_addresses: int = 4  # addresses tested per target, both families where present
+    body_cap: int = 1 << 20
+    throughput_window: float = 5.0
+    max_redirects: int = 10
+    sni_check_name: str = (
+        "example.com"  # the harmless SNI that tells SNI filtering from IP blocking
+    )
+
+    def __post_init__(self) -> None:
+        for spec in self.resolvers:
+            check_resolver(spec)
+        for cidr in self.public_ranges:
+            check_cidr(cidr)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    settings: Settings
+    targets: tuple[Target, ...]
+
+
+def check_resolver(spec: str) -> str:
+    """`system`, an address with an optional port, or a DoH URL; raises ValueError otherwise."""
+    if spec == "system":
+        return spec
+    if spec.startswith("https://"):
+        if not urlsplit(spec).hostname:
+            raise ValueError(f"{spec!r} is not a DNS-over-HTTPS URL")
+        return spec
+    parse_resolver_address(spec)
+    return spec
+
+
+def parse_resolver_address(spec: str) -> tuple[str, int]:
+    """`192.0.2.1`, `192.0.2.1:5353`, `2001:db8::1` or `[2001:db8::1]:5353` -> (address, port)."""
+    host, port = spec, "53"
+    if spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif spec.count(":") == 1:
+        host, port = spec.split(":")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise ValueError(
+            f"{spec!r} is not a resolver: use 'system', an IP address[:port] or an https:// DoH URL"
+        ) from None
+    if not 0 < number < 65536:
+        raise ValueError(f"{spec!r}: port out of range")
+    return host, number
+
+
+def check_cidr(text: str) -> str:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a CIDR range") from None
+    return text
+
+
+def load(path: str | Path) -> Config:
+    """Read a targets.yaml or a Citizen Lab CSV (by extension, or by a `url,` header)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if path.suffix.lower() == ".csv" or text.lstrip("\ufeff").startswith("url,"):
+        return Config(Settings(), load_csv(text, str(path)))
+    return load_yaml(text, str(path))
+
+
+def load_csv(text: str, name: str) -> tuple[Target, ...]:
+    """A Citizen Lab test list: `url,category_code,...`; the service is named after the host."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ConfigError(
+            f"{name}:1: empty file, expected a 'url,category_code,...' header"
+        ) from None
+    except csv.Error as exc:
+        raise ConfigError(f"{name}:1: {exc}") from None
+    if "url" not in header:
+        raise ConfigError(f"{name}:1: the header has no 'url' column (found: {','.join(header)})")
+    col_url = header.index("url")
+    col_cat = header.index("category_code") if "category_code" in header else None
+    targets: list[Target] = []
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            if len(row) <= col_url:
+                raise ConfigError(f"{name}:{line}: url: missing (the row has {len(row)} columns)")
+            category = row[col_cat].strip() if col_cat is not None and len(row) > col_cat else ""
+            try:
+                targets.append(Target.parse(row[col_url], category=category))
+            except ValueError as exc:
+                raise ConfigError(f"{name}:{line}: url: {exc}") from None
+    except csv.Error as exc:
+        raise ConfigError(f"{name}:{reader.line_num}: {exc}") from None
+    if not targets:
+        raise ConfigError(f"{name}: no targets")
+    return tuple(targets)
+
+
+# --- YAML, walked node by node so that every value keeps its line --------------------------
+
+
+class _Walker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def fail(self, node: yaml.Node, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.name}:{node.start_mark.line + 1}: {key}: {message}")
+
+    def scalar(self, node: yaml.Node, key: str) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.fail(node, key, "expected a single value, not a list or mapping")
+        return self._constructor.construct_object(node)
+
+    def string(self, node: yaml.Node, key: str) -> str:
+        value = self.scalar(node, key)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(node, key, f"expected a non-empty string, got {value!r}")
+        return value.strip()
+
+    def mapping(self, node: yaml.Node, key: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, key, "expected a mapping (key: value)")
+        out = []
+        seen: set[str] = set()
+        for k, v in node.value:
+            name = self.scalar(k, key)
+            if not isinstance(name, str):
+                raise self.fail(k, key, f"keys must be strings, got {name!r}")
+            if name in seen:
+                raise self.fail(k, f"{key}.{name}" if key else name, "duplicate key")
+            seen.add(name)
+            out.append((name, k, v))
+        return out
+
+    def sequence(self, node: yaml.Node, key: str) -> list[yaml.Node]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, key, "expected a list")
+        return list(node.value)
+
+
+def load_yaml(text: str, name: str) -> Config:
+    """Parse targets.yaml; see DESIGN.md for the schema."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"{mark.line + 1}" if mark is not None else "?"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{name}:{line}: not valid YAML: {problem}") from None
+    if root is None:
+        raise ConfigError(f"{name}:1: empty file, expected 'services:' and/or 'targets:'")
+    w = _Walker(name)
+    settings = Settings()
+    targets: list[Target] = []
+    for key, knode, vnode in w.mapping(root, ""):
+        if key == "settings":
+            settings = _settings(w, vnode)
+        elif key == "services":
+            targets.extend(_services(w, vnode))
+        elif key == "targets":
+            targets.extend(_targets(w, vnode))
+        else:
+            raise w.fail(knode, key, "unknown key (expected settings, services, targets)")
+    if not targets:
+        raise ConfigError(f"{name}: no targets: add 'services:' or 'targets:'")
+    return Config(settings, tuple(targets))
+
+
+def _positive(kind: type) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"expected a positive number, got {value!r}")
+        if kind is int and not float(value).is_integer():
+            raise ValueError(f"expected a whole number, got {value!r}")
+        return kind(value)
+
+    return convert
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _country(value: Any) -> str:
+    text = _text(value)
+    if len(text) != 2 or not text.isalpha():
+        raise ValueError(f"expected a two-letter country code, got {value!r}")
+    return text.upper()
+
+
+def _url(value: Any) -> str:
+    text = _text(value)
+    if urlsplit(text).scheme not in ("http", "https") or not urlsplit(text).hostname:
+        raise ValueError(f"{text!r} is not an http(s) URL")
+    return text
+
+
+_SETTING_TYPES: dict[str, Callable[[Any], Any]] = {
+    "vantage": _text,
+    "country": _country,
+    "control": _url,
+    "interval": _positive(float),
+    "timeout": _positive(float),
+    "concurrency": _positive(int),
+    "ca_file": _text,
+    "dns_window": _positive(float),
+    "max_addresses": _positive(int),
+    "body_cap": _positive(int),
+    "throughput_window": _positive(float),
+    "max_redirects": _positive(int),
+    "sni_check_name": _text,
+}
+_SETTING_LISTS: dict[str, Callable[[str], str]] = {
+    "resolvers": check_resolver,
+    "public_ranges": check_cidr,
+}
+
+
+def override(settings: Settings, values: dict[str, Any]) -> Settings:
+    """Settings with command-line values, checked as the file's are; errors name the flag."""
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        try:
+            if key in _SETTING_LISTS:
+                checked[key] = tuple(_SETTING_LISTS[key](v) for v in value)
+            else:
+                checked[key] = _SETTING_TYPES[key](value)
+        except ValueError as exc:
+            flag = {"resolvers": "resolver", "public_ranges": "public-range"}.get(key, key)
+            raise ConfigError(f"--{flag.replace('_', '-')}: {exc}") from None
+    return replace(settings, **checked)
+
+
+def _settings(w: _Walker, node: yaml.Node) -> Settings:
+    values: dict[str, Any] = {}
+    for key, knode, vnode in w.mapping(node, "settings"):
+        where = f"settings.{key}"
+        if key in _SETTING_LISTS:
+            items = []
+            for i, item in enumerate(w.sequence(vnode, where)):
+                text = str(w.scalar(item, f"{where}[{i}]"))
+                try:
+                    items.append(_SETTING_LISTS[key](text))
+                except ValueError as exc:
+                    raise w.fail(item, f"{where}[{i}]", str(exc)) from None
+            values[key] = tuple(items)
+        elif key in _SETTING_TYPES:
+            try:
+                values[key] = _SETTING_TYPES[key](w.scalar(vnode, where))
+            except ValueError as exc:
+                raise w.fail(vnode, where, str(exc)) from None
+        else:
+            known = ", ".join(f.name for f in fields(Settings))
+            raise w.fail(knode, where, f"unknown setting (known: {known})")
+    return replace(Settings(), **values)
+
+
+def _urls(w: _Walker, node: yaml.Node, where: str, service: str, category: str) -> list[Target]:
+    out = []
+    for j, unode in enumerate(w.sequence(node, where)):
+        try:
+            out.append(Target.parse(w.string(unode, f"{where}[{j}]"), service, category))
+        except ValueError as exc:
+            raise w.fail(unode, f"{where}[{j}]", str(exc)) from None
+    return out
+
+
+def _entries(
+    w: _Walker, node: yaml.Node, section: str, required: Iterable[str], optional: Iterable[str]
+) -> Iterable[tuple[str, dict[str, yaml.Node]]]:
+    allowed = set(required) | set(optional)
+    for i, item in enumerate(w.sequence(node, section)):
+        where = f"{section}[{i}]"
+        entry: dict[str, yaml.Node] = {}
+        for key, knode, vnode in w.mapping(item, where):
+            if key not in allowed:
+                raise w.fail(
+                    knode, f"{where}.{key}", f"unknown key (expected {', '.join(sorted(allowed))})"
+                )
+            entry[key] = vnode
+        for key in required:
+            if key not in entry:
+                raise w.fail(item, where, f"missing '{key}'")
+        yield where, entry
+
+
+def _services(w: _Walker, node: yaml.Node) -> list[Target]:
+    out: list[Target] = []
+    for where, e in _entries(w, node, "services", ("name", "urls"), ("category",)):
+        name = w.string(e["name"], f"{where}.name")
+        category = w.string(e["category"], f"{where}.category") if "category" in e else ""
+        out.extend(_urls(w, e["urls"], f"{where}.urls", name, category))
+    return out
+
+
+def _targets(w: _Walker, node: yaml.Node) -> list[Target]:
+    out: list[Target] = []
+    for where, e in _entries(w, node, "targets", ("url",), ("service", "category")):
+        service = w.string(e["service"], f"{where}.service") if "service" in e else ""
+        category = w.string(e["category"], f"{where}.category") if "category" in e else ""
+        try:
+            out.append(Target.parse(w.string(e["url"], f"{where}.url"), service, category))
+        except ValueError as exc:
+            raise w.fail(e["url"], f"{where}.url", str(exc)) from None
+    return out

@@ -1,0 +1,33 @@
+"""Lab tests need root and network namespaces: skipped with the reason where they cannot be made,
+never in CI (CI=true), where a missing capability is a failure."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+
+def _namespace_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    if shutil.which("ip") is None:
+        return "needs iproute2 (the 'ip' command)"
+    name = f"cp-probe-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"cannot create a network namespace: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return None
+
+
+@pytest.fixture(scope="session")
+def netns_ok() -> None:
+    problem = _namespace_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"lab tests must run in CI: {problem}")
+    pytest.skip(problem)

@@ -1,0 +1,80 @@
+"""The default target list inside a namespace with only `lo`: no network is not censorship."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def offline_ns(netns_ok: None) -> Iterator[str]:
+    name = f"cp-offline-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_default_targets_without_network_are_never_blocked(offline_ns: str) -> None:
+    """Every target is reported, within the budget, and none is called blocked or throttled."""
+    budget = 60.0
+    start = time.monotonic()
+    proc = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            offline_ns,
+            sys.executable,
+            "-m",
+            "probe",
+            "check",
+            "--targets",
+            str(REPO / "targets.yaml"),
+            "--format",
+            "json",
+            "--timeout",
+            "3",
+            "--budget",
+            str(budget),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=budget + 30,
+        cwd=REPO,
+    )
+    elapsed = time.monotonic() - start
+    doc = json.loads(proc.stdout)
+    urls = [r["url"] for r in doc["results"]]
+    expected = subprocess.run(  # the same list, read by the probe's own parser
+        [
+            sys.executable,
+            "-c",
+            "from probe.config import load; import sys; "
+            f"print('\\n'.join(t.url for t in load('{REPO / 'targets.yaml'}').targets))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert urls == expected
+    assert doc["ended_early"] is None
+    assert elapsed < budget + 10
+    verdicts = {r["verdict"] for r in doc["results"]}
+    assert verdicts <= {"inconclusive", "down"}, verdicts
+    assert proc.returncode == 2
+    first = doc["results"][0]
+    assert first["service"] == "clubhouse"
+    assert "DNS" in first["explanation"]

@@ -1,0 +1,135 @@
+"""`censorprobe check` as a user runs it, against real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from tests.loopback.conftest import Handler, reset
+
+
+async def censorprobe(*args: str, timeout: float = 60) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "probe",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_json_for_an_accessible_origin_has_evidence_for_every_step(
+    tls_origin: int, ca_file: str
+) -> None:
+    code, out, _ = await censorprobe(
+        "check", f"https://localhost:{tls_origin}/", "--ca-file", ca_file, "--format", "json"
+    )
+    assert code == 0
+    doc = json.loads(out)
+    (result,) = doc["results"]
+    assert result["verdict"] == "accessible"
+    assert result["blocking"] is None
+    assert result["target"] == "localhost"
+    probe = result["evidence"]["probe"]
+    assert probe["dns"][0]["addresses"]
+    assert probe["tcp"][0]["failure"] is None
+    assert probe["tls"][0]["verified"] is True
+    assert probe["tls"][0]["certificate"]["sans"]
+    assert probe["http"]["status"] == 200
+    assert probe["http"]["title"] == "Hello from the origin"
+    assert set(result["timings"]) >= {"dns", "tcp_tls", "http", "total"}
+    assert doc["vantage"]["country"] == "ZZ"
+
+
+async def test_reset_after_client_hello_is_reported_at_the_tls_step(
+    raw_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    async def rst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        reset(writer)
+
+    port = await raw_server(rst)
+    code, out, _ = await censorprobe("check", f"https://localhost:{port}/", "--format", "json")
+    (result,) = json.loads(out)["results"]
+    assert [t["failure"] for t in result["evidence"]["probe"]["tls"]] == ["reset"]
+    # every SNI is reset (the server resets everything): not SNI filtering, and no control
+    assert result["verdict"] == "inconclusive"
+    assert "TLS" in result["explanation"] and "reset" in result["explanation"]
+    assert code == 2
+
+
+async def test_table_shows_verdict_and_evidence(tls_origin: int, ca_file: str) -> None:
+    code, out, _ = await censorprobe(
+        "check", f"https://localhost:{tls_origin}/", "--ca-file", ca_file
+    )
+    assert code == 0
+    header, row = out.splitlines()[:2]
+    assert header.split()[:5] == ["SERVICE", "URL", "VERDICT", "LAYER/METHOD", "EVIDENCE"]
+    assert "accessible" in row and "HTTP 200" in row
+
+
+async def test_jsonl_and_prometheus_formats(tls_origin: int, ca_file: str, tmp_path: Path) -> None:
+    url = f"https://localhost:{tls_origin}/"
+    code, out, _ = await censorprobe("check", url, "--ca-file", ca_file, "--format", "jsonl")
+    assert code == 0
+    assert json.loads(out.splitlines()[0])["url"] == url
+    dest = tmp_path / "metrics.prom"
+    code, out, _ = await censorprobe(
+        "check",
+        url,
+        "--ca-file",
+        ca_file,
+        "--format",
+        "prometheus",
+        "--output",
+        str(dest),
+        "--vantage",
+        "vp1",
+        "--country",
+        "de",
+    )
+    assert code == 0 and out == ""
+    text = dest.read_text()
+    assert (
+        f'censorprobe_target_verdict{{country="DE",service_name="localhost",target="{url}",'
+        f'vantage="vp1",verdict="accessible"}} 1.0'
+    ) in text
+
+
+async def test_broken_targets_file_exits_65_naming_file_line_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "targets.yaml"
+    bad.write_text("services:\n  - name: x\n    urls: [https://ok.example/, 'htps://x']\n")
+    code, out, err = await censorprobe("check", "--targets", str(bad))
+    assert code == 65
+    assert f"{bad}:3: services[0].urls[1]: 'htps://x' is not an http(s) URL" in err
+    assert out == ""
+
+
+async def test_usage_error_exits_64() -> None:
+    code, _, err = await censorprobe("check", "--format", "xml")
+    assert code == 64
+    assert "invalid choice" in err
+
+
+async def test_a_budget_ends_the_run_and_reports_what_was_not_measured(
+    raw_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    port = await raw_server(silent)
+    code, out, err = await censorprobe(
+        "check", f"http://127.0.0.1:{port}/", "--budget", "1", "--timeout", "10", "--format", "json"
+    )
+    (result,) = json.loads(out)["results"]
+    assert result["verdict"] == "inconclusive"
+    assert "budget" in result["explanation"]
+    assert "run ended early" in err
+    assert code == 2

@@ -1,0 +1,156 @@
+"""targets.yaml and test-list CSVs: good files, and broken ones named by file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from probe.config import ConfigError, Settings, load, load_csv, load_yaml, override
+from tests.conftest import SHARED
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_targets_file_starts_with_clubhouse_and_uses_the_system_resolver() -> None:
+    config = load(REPO / "targets.yaml")
+    clubhouse = [t.url for t in config.targets if t.service == "clubhouse"]
+    assert config.targets[0].service == "clubhouse"
+    assert sorted(clubhouse) == sorted(
+        [
+            "https://www.clubhouse.com/",
+            "https://www.joinclubhouse.com/",
+            "https://www.clubhouseapi.com/",
+            "https://clubhouse.pubnub.com/",
+        ]
+    )
+    assert config.settings.resolvers == ("system",)
+    services = {t.service for t in config.targets}
+    assert {"telegram", "signal", "twitter", "wikipedia", "meduza", "torproject"} <= services
+    assert all(t.category for t in config.targets)
+
+
+def test_settings_services_and_flat_targets() -> None:
+    config = load_yaml(
+        """
+settings:
+  vantage: vp-test
+  country: ru
+  resolvers: [system, "192.0.2.53", "192.0.2.53:5353", "[2001:db8::53]:53", "https://dns.example/q"]
+  public_ranges: [198.18.0.0/15]
+  timeout: 3
+services:
+  - name: clubhouse
+    category: GRP
+    urls: [https://www.clubhouse.com/, www.joinclubhouse.com]
+targets:
+  - url: http://telegram.example/path?q=1
+    service: telegram
+  - url: https://bare.example
+""",
+        "t.yaml",
+    )
+    s = config.settings
+    assert (s.vantage, s.country, s.timeout) == ("vp-test", "RU", 3.0)
+    assert s.resolvers[1:3] == ("192.0.2.53", "192.0.2.53:5353")
+    assert [(t.service, t.url, t.category) for t in config.targets] == [
+        ("clubhouse", "https://www.clubhouse.com/", "GRP"),
+        ("clubhouse", "https://www.joinclubhouse.com/", "GRP"),
+        ("telegram", "http://telegram.example/path?q=1", ""),
+        ("bare.example", "https://bare.example/", ""),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "services:\n  - name: x\n    urls: [https://a.example/]\n    catgory: GRP\n",
+            "t.yaml:4: services[0].catgory: unknown key",
+        ),
+        (
+            "settings:\n  timeout: -1\ntargets: [{url: https://a.example/}]\n",
+            "t.yaml:2: settings.timeout: expected a positive number, got -1",
+        ),
+        (
+            "settings:\n  resolvers: [system, 8.8.8]\ntargets: [{url: https://a.example/}]\n",
+            "t.yaml:2: settings.resolvers[1]: '8.8.8' is not a resolver",
+        ),
+        (
+            "settings:\n  colour: red\ntargets: [{url: https://a.example/}]\n",
+            "t.yaml:2: settings.colour: unknown setting",
+        ),
+        (
+            "targets:\n  - url: https://a.example/\n  - service: x\n",
+            "t.yaml:3: targets[1]: missing 'url'",
+        ),
+        (
+            "targets:\n  - url: ftp://a.example/\n",
+            "t.yaml:2: targets[0].url: 'ftp://a.example/' is not an http(s) URL",
+        ),
+        (
+            "services: [{name: x, urls: https://a.example/}]\n",
+            "t.yaml:1: services[0].urls: expected a list",
+        ),
+        ("targets:\n  - url: https://a.example/\n   bad indent: [\n", "t.yaml:3: not valid YAML"),
+        ("", "t.yaml:1: empty file"),
+        ("settings: {country: DE}\n", "t.yaml: no targets"),
+        ("target:\n  - url: https://a.example/\n", "t.yaml:1: target: unknown key"),
+        (
+            "settings:\n  country: DE\n  country: FR\ntargets: [{url: https://a.example/}]\n",
+            "t.yaml:3: settings.country: duplicate key",
+        ),
+        (
+            "settings:\n  public_ranges: [10.0.0.0/33]\ntargets: [{url: https://a.example/}]\n",
+            "t.yaml:2: settings.public_ranges[0]: '10.0.0.0/33' is not a CIDR range",
+        ),
+        ("targets:\n  - url: https://a.example:99999/\n", "t.yaml:2: targets[0].url:"),
+    ],
+)
+def test_broken_yaml_names_file_line_and_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_yaml(text, "t.yaml")
+    assert str(exc.value).startswith(message)
+
+
+def test_citizen_lab_csv_is_a_targets_file() -> None:
+    config = load(SHARED / "test-lists" / "global.csv")
+    urls = {t.url: t for t in config.targets}
+    assert len(config.targets) > 1000
+    assert urls["https://www.clubhouse.com/"].category == "GRP"
+    assert urls["https://www.clubhouse.com/"].service == "clubhouse.com"
+
+
+def test_broken_csv_names_the_line() -> None:
+    with pytest.raises(ConfigError, match=r"^l.csv:3: url: 'ftp://x' is not an http\(s\) URL"):
+        load_csv("url,category_code\nhttps://ok.example/,NEWS\nftp://x,NEWS\n", "l.csv")
+    with pytest.raises(ConfigError, match=r"^l.csv:1: the header has no 'url' column"):
+        load_csv("link,category\nhttps://ok.example/,NEWS\n", "l.csv")
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot read"):
+        load(tmp_path / "nope.yaml")
+
+
+def test_command_line_overrides_are_checked_like_the_file() -> None:
+    s = override(Settings(), {"country": "de", "resolvers": ["system", "192.0.2.1"]})
+    assert (s.country, s.resolvers) == ("DE", ("system", "192.0.2.1"))
+    with pytest.raises(ConfigError, match=r"^--resolver: 'nonsense' is not a resolver"):
+        override(Settings(), {"resolvers": ["nonsense"]})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_is_parsed_or_refused_with_a_config_error(text: str) -> None:
+    """Random files never crash the parser: a config, or a ConfigError naming the file."""
+    try:
+        load_yaml(text, "fuzz.yaml")
+    except ConfigError as exc:
+        assert str(exc).startswith("fuzz.yaml")
+    try:
+        load_csv(text, "fuzz.csv")
+    except ConfigError as exc:
+        assert str(exc).startswith("fuzz.csv")

@@ -1,0 +1,73 @@
+"""Metric rendering: values read back from a private registry, labels bounded."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from probe.exporter import ResultsCollector, render, target_label
+from probe.model import Blocking, HTTPObservation, Measurement, Result, Target, Verdict
+
+
+def result(url: str, verdict: str, blocking: Blocking | None = None) -> Result:
+    t = Target.parse(url, service="clubhouse")
+    http = HTTPObservation(url, 0.2, status=200, throughput=12345.0)
+    m = Measurement(t, 100.0, http=http, timings={"dns": 0.02, "total": 0.5})
+    return Result(m, Verdict(verdict, blocking, "why", "short"), finished=123.0)
+
+
+def registry(c: ResultsCollector) -> CollectorRegistry:
+    r = CollectorRegistry(auto_describe=False)
+    r.register(c)
+    return r
+
+
+def test_verdict_is_a_state_set_and_blocking_carries_layer_and_method() -> None:
+    c = ResultsCollector("vp1", "CN")
+    c.record(result("https://www.clubhouse.com/", "blocked", Blocking("tls", "reset")))
+    r = registry(c)
+    labels = {
+        "service_name": "clubhouse",
+        "target": "https://www.clubhouse.com/",
+        "vantage": "vp1",
+        "country": "CN",
+    }
+    assert r.get_sample_value("censorprobe_target_verdict", {**labels, "verdict": "blocked"}) == 1
+    assert (
+        r.get_sample_value("censorprobe_target_verdict", {**labels, "verdict": "accessible"}) == 0
+    )
+    assert (
+        r.get_sample_value(
+            "censorprobe_target_blocking", {**labels, "layer": "tls", "method": "reset"}
+        )
+        == 1
+    )
+    assert r.get_sample_value("censorprobe_last_measurement_timestamp_seconds", labels) == 123.0
+    assert r.get_sample_value("censorprobe_http_throughput_bytes_per_second", labels) == 12345.0
+    assert (
+        r.get_sample_value(
+            "censorprobe_measurements_total", {"vantage": "vp1", "verdict": "blocked"}
+        )
+        == 1
+    )
+    assert r.get_sample_value("censorprobe_step_duration_seconds_count", {"step": "dns"}) == 1
+    assert (
+        r.get_sample_value(
+            "censorprobe_build_info", {"version": "0.1.0", "vantage": "vp1", "country": "CN"}
+        )
+        == 1
+    )
+
+
+def test_no_blocking_series_while_accessible_and_removed_targets_vanish() -> None:
+    c = ResultsCollector("vp1", "CN")
+    c.record(result("https://a.example/", "accessible"))
+    c.record(result("https://b.example/", "accessible"))
+    c.keep_only(["https://a.example/"])
+    text = render(c).decode()
+    assert "censorprobe_target_blocking{" not in text
+    assert "https://b.example/" not in text
+    assert 'target="https://a.example/"' in text
+
+
+def test_target_label_drops_query_and_fragment() -> None:
+    assert target_label("https://x.example/path?session=123#top") == "https://x.example/path"
