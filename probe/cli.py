@@ -24,13 +24,15 @@ EXIT_BLOCKED = 1
 EXIT_INCONCLUSIVE = 2
 EXIT_USAGE = 64
 EXIT_CONFIG = 65
+EXIT_UNAVAILABLE = 69  # the lab cannot run here (no root, no namespaces)
 EXIT_INTERRUPTED = 130
 
 FORMATS = ("table", "json", "jsonl", "prometheus")
 
 EPILOG = """\
 exit status: 0 all accessible · 1 something blocked or throttled · 2 inconclusive, down or
-errors only · 64 usage error · 65 bad targets file or setting · 130 interrupted
+errors only · 64 usage error · 65 bad targets file or setting · 69 the lab cannot run here
+· 130 interrupted
 
 examples:
   censorprobe check clubhouse.com                      one domain (means https://clubhouse.com/)
@@ -104,6 +106,33 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=FORMATS, default="table", help="output format")
     check.add_argument("--output", metavar="FILE", help="write the output here instead of stdout")
     check.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
+
+    lab = sub.add_parser(
+        "lab",
+        help="the censorship lab: a censored network in namespaces on this machine",
+        description="A reproducible censored network (root, Linux network namespaces): two "
+        "vantages behind an ISP and a border router that apply real censors' techniques to the "
+        "lab's own servers. Nothing leaves the namespaces.",
+        epilog="example: sudo censorprobe lab demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+    lab_sub.add_parser("up", help="build the lab (cleans up a previous one first)")
+    lab_sub.add_parser("down", help="remove every namespace, process, rule and file of the lab")
+    lab_sub.add_parser("status", help="show namespaces, addresses, servers and rules")
+    run = lab_sub.add_parser(
+        "exec",
+        help="run a command inside a vantage",
+        description="Run a command inside a vantage: censorprobe lab exec a -- "
+        "dig injected.lab.test",
+    )
+    run.add_argument("vantage", help="a or b")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    lab_sub.add_parser(
+        "demo",
+        help="bring the lab up, diagnose every scenario from each vantage, "
+        "print the diagnosis beside the expected verdict, bring it down",
+    )
     return parser
 
 
@@ -111,7 +140,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
         return check(args)
+    if args.command == "lab":
+        return lab_command(args)
     raise AssertionError(args.command)  # argparse accepts only known commands
+
+
+def lab_command(args: argparse.Namespace) -> int:
+    from probe.lab import demo, topology  # the lab's imports are not needed for a check
+
+    try:
+        if args.lab_command == "up":
+            seconds = topology.up()
+            print(f"lab up in {seconds:.1f}s\n{topology.status()}", end="")
+        elif args.lab_command == "down":
+            removed = topology.down()
+            print("removed: " + ", ".join(removed) if removed else "nothing to remove")
+        elif args.lab_command == "status":
+            print(topology.status(), end="")
+        elif args.lab_command == "exec":
+            cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+            argv = topology.exec_argv(args.vantage, cmd)
+            os.execvp(argv[0], argv)
+        elif args.lab_command == "demo":
+            return demo.demo(sys.stdout)
+    except topology.LabError as exc:
+        print(f"censorprobe lab: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return 0
 
 
 def _usage_error(message: str) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dns.flags
 import dns.message
@@ -92,34 +92,37 @@ class DNSServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _replies(self, data: bytes, tcp: bool) -> Replies:
+    async def respond(self, query: dns.message.Message) -> Replies:
+        """Override instead of `handle()` where answering needs to await (e.g. forwarding)."""
+        return self.handle(query)
+
+    async def _replies(self, data: bytes, tcp: bool) -> Replies:
         try:
             query = dns.message.from_wire(data)
         except Exception:  # garbage in: no reply, as a real server would
             return []
         self.queries.append(query)
-        replies = self.handle(query)
+        replies = await self.respond(query)
         if tcp:
             return replies
         out: list[tuple[float, dns.message.Message | bytes]] = []
         for delay, reply in replies:
-            if isinstance(reply, dns.message.Message):
-                wire = reply.to_wire()
-                if len(wire) > 512:  # RFC 1035: truncate over UDP, the client retries on TCP
-                    reply.flags |= dns.flags.TC
-                    reply.answer.clear()
+            if isinstance(reply, dns.message.Message) and len(reply.to_wire()) > 512:
+                reply.flags |= (
+                    dns.flags.TC
+                )  # RFC 1035: truncate over UDP, the client retries on TCP
+                reply.answer.clear()
             out.append((delay, reply))
         return out
 
-    def _send_later(self, replies: Replies, send: object) -> None:
+    def _answer_udp(self, data: bytes, send: Callable[[bytes], None]) -> None:
         async def go() -> None:
-            for delay, reply in sorted(replies, key=lambda r: r[0]):
-                await asyncio.sleep(max(0.0, delay - loop.time() + started))
-                wire = reply.to_wire() if isinstance(reply, dns.message.Message) else reply
-                send(wire)  # type: ignore[operator]
+            started = loop.time()
+            for delay, reply in sorted(await self._replies(data, tcp=False), key=lambda r: r[0]):
+                await asyncio.sleep(max(0.0, delay - (loop.time() - started)))
+                send(reply.to_wire() if isinstance(reply, dns.message.Message) else reply)
 
         loop = asyncio.get_running_loop()
-        started = loop.time()
         task = asyncio.ensure_future(go())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -129,7 +132,7 @@ class DNSServer:
             while True:
                 (length,) = struct.unpack("!H", await reader.readexactly(2))
                 data = await reader.readexactly(length)
-                for delay, reply in self._replies(data, tcp=True):
+                for delay, reply in await self._replies(data, tcp=True):
                     await asyncio.sleep(delay)
                     wire = reply.to_wire() if isinstance(reply, dns.message.Message) else reply
                     writer.write(struct.pack("!H", len(wire)) + wire)
@@ -154,5 +157,4 @@ class _UDP(asyncio.DatagramProtocol):
         transport = self.transport
         if transport is None:
             return
-        replies = self.server._replies(data, tcp=False)
-        self.server._send_later(replies, lambda wire: transport.sendto(wire, addr))
+        self.server._answer_udp(data, lambda wire: transport.sendto(wire, addr))

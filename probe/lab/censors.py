@@ -1,0 +1,140 @@
+"""The censors' packet rules, from the scenario file: iptables (nf_tables backend) commands.
+
+The ISP rewrites destinations (blockpage, 302 redirector, TLS interceptor); the border drops,
+resets, matches names in ClientHellos and Host headers, polices rates and keeps a penalty box.
+The resolvers' lies and the DNS injector are servers (see servers.py), not rules.
+"""
+
+from __future__ import annotations
+
+from probe.lab import scenarios as lab
+
+Rule = list[str]
+
+
+def isp_rules() -> list[Rule]:
+    rules: list[Rule] = []
+    dnat = {
+        "http_blockpage": (80, lab.ISP_BLOCKPAGE),
+        "http_redirect": (80, lab.ISP_REDIRECTOR),
+        "tls_intercept": (443, lab.ISP_INTERCEPTOR),
+    }
+    for s in lab.scenarios():
+        if s.technique in dnat:
+            port, to = dnat[s.technique]
+            rules.append(
+                [
+                    "-t",
+                    "nat",
+                    "-A",
+                    "PREROUTING",
+                    "-d",
+                    s.address,
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    str(port),
+                    "-j",
+                    "DNAT",
+                    "--to-destination",
+                    f"{to}:{port}",
+                ]
+            )
+    return rules
+
+
+def _name(host: str, *, port: int, prefix: str = "") -> Rule:
+    """Match a host name in a TCP payload to `port` (the SNI of a ClientHello, or a Host header)."""
+    return [
+        "-p",
+        "tcp",
+        "--dport",
+        str(port),
+        "-m",
+        "string",
+        "--string",
+        f"{prefix}{host}",
+        "--algo",
+        "bm",
+        "--icase",
+    ]
+
+
+RESET = ["-j", "REJECT", "--reject-with", "tcp-reset"]
+
+
+def border_rules() -> list[Rule]:
+    rules: list[Rule] = []
+    fwd = ["-A", "FORWARD"]
+    for s in lab.scenarios():
+        t = s.technique
+        if t == "ip_drop":
+            rules.append([*fwd, "-d", s.address, "-j", "DROP"])
+        elif t == "ip_reset":
+            rules.append([*fwd, "-d", s.address, "-p", "tcp", *RESET])
+        elif t == "sni_reset":
+            rules.append([*fwd, *_name(s.host, port=443), *RESET])
+        elif t == "sni_drop":
+            rules.append([*fwd, *_name(s.host, port=443), "-j", "DROP"])
+        elif t == "host_reset":
+            rules.append([*fwd, *_name(s.host, port=80, prefix="Host: "), *RESET])
+        elif t == "throttle":
+            # policing, not shaping: what exceeds the rate is dropped
+            rate = f"{lab.THROTTLE_BYTES_PER_SECOND // 1000}kb/s"
+            rules.append(
+                [
+                    *fwd,
+                    "-s",
+                    s.address,
+                    "-p",
+                    "tcp",
+                    "--sport",
+                    "443",
+                    "-m",
+                    "hashlimit",
+                    "--hashlimit-above",
+                    rate,
+                    "--hashlimit-burst",
+                    "16kb",
+                    "--hashlimit-mode",
+                    "srcip,dstip",
+                    "--hashlimit-name",
+                    "throttle",
+                    "-j",
+                    "DROP",
+                ]
+            )
+        elif t == "residual":
+            # the penalty box first: (client, this server, 443) stays blocked after a trigger
+            rules.append(
+                [
+                    *fwd,
+                    "-d",
+                    s.address,
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    "443",
+                    "-m",
+                    "recent",
+                    "--name",
+                    "residual",
+                    "--rcheck",
+                    "--seconds",
+                    str(lab.RESIDUAL_SECONDS),
+                    *RESET,
+                ]
+            )
+            rules.append(
+                [
+                    *fwd,
+                    *_name(s.host, port=443),
+                    "-m",
+                    "recent",
+                    "--name",
+                    "residual",
+                    "--set",
+                    *RESET,
+                ]
+            )
+    return rules

@@ -1,0 +1,115 @@
+"""`censorprobe lab demo`: the lab up, the probe run from each vantage, the diagnosis beside the
+expected verdict of every scenario, the lab down."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from probe.lab import scenarios as lab
+from probe.lab import topology
+
+
+def targets_file(state: Path) -> Path:
+    """The scenario list as a targets.yaml, with the settings a vantage in the lab needs."""
+    doc = {
+        "settings": {
+            # the ISP's resolver (system) and the distant one across the border (sees injection)
+            "resolvers": ["system", lab.INTERNET_RESOLVER],
+            "public_ranges": list(lab.PUBLIC_RANGES),
+            "timeout": 3,
+            "throughput_window": 3,
+        },
+        "targets": [{"url": s.url, "service": s.name} for s in lab.scenarios()],
+    }
+    path = state / "lab-targets.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def check_argv(vantage: str, state: Path, *extra: str) -> list[str]:
+    """`censorprobe check` over every scenario, inside a vantage."""
+    return topology.exec_argv(
+        vantage,
+        [
+            sys.executable,
+            "-m",
+            "probe",
+            "check",
+            "--targets",
+            str(targets_file(state)),
+            "--ca-file",
+            str(state / "ca.pem"),
+            "--vantage",
+            f"lab-{vantage}",
+            "--country",
+            lab.VANTAGES[vantage],
+            "--format",
+            "json",
+            "--quiet",
+            *extra,
+        ],
+    )
+
+
+def run_vantage(vantage: str, state: Path) -> dict[str, Any]:
+    proc = subprocess.run(check_argv(vantage, state), capture_output=True, text=True, timeout=600)
+    if not proc.stdout.strip():
+        raise topology.LabError(
+            f"censorprobe check in vantage {vantage} printed nothing:\n{proc.stderr[-2000:]}"
+        )
+    results = json.loads(proc.stdout)["results"]
+    return {r["service"]: r for r in results}
+
+
+def got(result: dict[str, Any]) -> str:
+    b = result["blocking"]
+    return f"{result['verdict']} {b['layer']}/{b['method']}" if b else str(result["verdict"])
+
+
+def demo(out: TextIO) -> int:
+    """Returns 0 when every scenario got its expected verdict from every vantage."""
+    out.write("bringing the lab up…\n")
+    seconds = topology.up()
+    out.write(
+        f"lab up in {seconds:.1f}s; measuring {len(lab.scenarios())} scenarios from "
+        f"vantages {', '.join(lab.VANTAGES)}…\n\n"
+    )
+    try:
+        state = topology.state_dir()
+        with ThreadPoolExecutor(len(lab.VANTAGES)) as pool:
+            by_vantage = dict(
+                zip(
+                    lab.VANTAGES,
+                    pool.map(lambda v: run_vantage(v, state), lab.VANTAGES),
+                    strict=True,
+                )
+            )
+    finally:
+        topology.down()
+    rows = [("SCENARIO", "TECHNIQUE", "EXPECTED", *(f"VANTAGE {v.upper()}" for v in lab.VANTAGES))]
+    misses = 0
+    for s in lab.scenarios():
+        cells = []
+        for v in lab.VANTAGES:
+            seen = got(by_vantage[v][s.name])
+            ok = seen == str(s.expect)
+            misses += not ok
+            cells.append(f"{'✓' if ok else '✗'} {seen}")
+        rows.append((s.name, s.technique, str(s.expect), *cells))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+    out.write("\nwhy (vantage a):\n")
+    first = next(iter(lab.VANTAGES))
+    for s in lab.scenarios():
+        out.write(f"  {s.name}: {by_vantage[first][s.name]['explanation']}\n")
+    total = len(lab.scenarios()) * len(lab.VANTAGES)
+    out.write(f"\n{total - misses}/{total} diagnoses as expected; the lab is down again.\n")
+    return 0 if misses == 0 else 1

@@ -1,0 +1,89 @@
+"""An on-path DNS injector, as the Great Firewall's: it sees queries pass and races a forged answer.
+
+A packet socket on the border's ISP-facing interface copies every IPv4 packet that arrives; for a
+UDP query to port 53 naming a listed host, a forged reply goes back at once from the queried
+address (spoofed, through a raw socket). The query itself is forwarded untouched, so the real
+answer arrives later — or, where the address runs no resolver, an ICMP port unreachable does.
+Like the GFW, it forges an A record for every query type except AAAA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import dns.message
+import dns.rdatatype
+import dns.rrset
+
+ETH_P_IP = 0x0800
+PACKET_OUTGOING = 4
+
+
+class Injector:
+    def __init__(self, interface: str, names: set[str], forged: str) -> None:
+        self.interface = interface
+        self.names = {n.lower().rstrip(".") for n in names}
+        self.forged = forged
+        self.injected = 0
+        self._sniff: socket.socket | None = None
+        self._send: socket.socket | None = None
+
+    def start(self) -> Injector:
+        self._sniff = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+        self._sniff.bind((self.interface, 0))
+        self._sniff.setblocking(False)
+        self._send = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        asyncio.get_running_loop().add_reader(self._sniff.fileno(), self._on_packet)
+        return self
+
+    def close(self) -> None:
+        if self._sniff is not None:
+            asyncio.get_running_loop().remove_reader(self._sniff.fileno())
+            self._sniff.close()
+        if self._send is not None:
+            self._send.close()
+
+    def _on_packet(self) -> None:
+        assert self._sniff is not None and self._send is not None
+        while True:
+            try:
+                packet, meta = self._sniff.recvfrom(65535)
+            except BlockingIOError:
+                return
+            if meta[2] == PACKET_OUTGOING:
+                continue
+            forged = self.forge(packet)
+            if forged is not None:
+                self._send.sendto(forged, (socket.inet_ntoa(forged[16:20]), 0))
+                self.injected += 1
+
+    def forge(self, packet: bytes) -> bytes | None:
+        """The spoofed reply to `packet`, or None when it is not a query for a listed name."""
+        if len(packet) < 28 or packet[0] >> 4 != 4 or packet[9] != socket.IPPROTO_UDP:
+            return None
+        ihl = (packet[0] & 0x0F) * 4
+        src, dst = packet[12:16], packet[16:20]
+        sport, dport = struct.unpack("!HH", packet[ihl : ihl + 4])
+        if dport != 53:
+            return None
+        try:
+            query = dns.message.from_wire(packet[ihl + 8 :])
+        except Exception:  # not DNS, or garbage: let it pass
+            return None
+        if not query.question:
+            return None
+        question = query.question[0]
+        if question.name.to_text(omit_final_dot=True).lower() not in self.names:
+            return None
+        if question.rdtype == dns.rdatatype.AAAA:
+            return None
+        reply = dns.message.make_response(query)
+        reply.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", self.forged))
+        payload = reply.to_wire()
+        udp = struct.pack("!HHHH", 53, sport, 8 + len(payload), 0) + payload  # checksum optional
+        ip = struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0, dst, src
+        )  # the kernel fills in the ID and the header checksum
+        return ip + udp

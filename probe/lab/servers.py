@@ -1,0 +1,208 @@
+"""The lab's servers, one process per namespace: `python -m probe.lab.servers ROLE STATE_DIR`.
+
+- internet: the zone's resolver (answering DNS_DELAY late, as a distant resolver does) and the
+  origins, a distinct page per host name over HTTP and HTTPS, a large object for throughput;
+- isp: the ISP's resolver (lying for some names, forwarding the rest across the border), its
+  blockpage server, the 302 redirector and the TLS interceptor;
+- border: the on-path DNS injector.
+
+Each writes `STATE_DIR/ROLE.ready` once it serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import html
+import signal
+import ssl
+from pathlib import Path
+
+import dns.asyncquery
+import dns.message
+import dns.rcode
+import dns.rdatatype
+from aiohttp import web
+
+from probe.lab import scenarios as lab
+from probe.lab.dnsserver import DNSServer, Replies
+from probe.lab.injector import Injector
+
+BLOCKPAGE = """<html><head><meta charset="utf-8"><title>Доступ ограничен</title></head>
+<body><h1>Доступ к информационному ресурсу ограничен</h1>
+<p>Доступ ограничен на основании Федерального закона от 27.07.2006 № 149-ФЗ.</p>
+<p>Единый реестр: <a href="http://eais.rkn.gov.ru/">http://eais.rkn.gov.ru/</a></p>
+<p>(censorprobe lab: the ISP's blockpage)</p></body></html>"""
+
+
+def _tls_context(pem: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(pem))
+    return ctx
+
+
+async def _serve(
+    handler: web.Server, hosts: list[str], port: int, tls: ssl.SSLContext | None = None
+) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(handler, host=hosts, port=port, ssl=tls, reuse_address=True)
+
+
+# --- internet -------------------------------------------------------------------------------
+
+
+class ZoneResolver(DNSServer):
+    """Answers the lab zone from the scenario file, a little late."""
+
+    def __init__(self, host: str, records: dict[str, str], delay: float) -> None:
+        super().__init__(host, 53)
+        self.records = records
+        self.delay = delay
+
+    def handle(self, query: dns.message.Message) -> Replies:
+        name = query.question[0].name.to_text(omit_final_dot=True).lower()
+        rdtype = query.question[0].rdtype
+        if name not in self.records:
+            return [(self.delay, self.answer(query, [], rcode=dns.rcode.NXDOMAIN))]
+        addresses = [self.records[name]] if rdtype == dns.rdatatype.A else []
+        return [(self.delay, self.answer(query, addresses))]
+
+
+def zone() -> dict[str, str]:
+    records = {s.host: s.address for s in lab.scenarios()}
+    records[f"control.{lab.ZONE}"] = lab.CONTROL_ADDRESS
+    return records
+
+
+async def origin(request: web.BaseRequest) -> web.StreamResponse:
+    """A distinct page per host name; `/large` streams a large object for throughput."""
+    host = (request.host or "").split(":")[0].lower()
+    if host == lab.by_technique("slow").host:
+        await asyncio.sleep(lab.SLOW_DELAY)
+    if request.path == "/large":
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(lab.LARGE_OBJECT_BYTES),
+            }
+        )
+        await resp.prepare(request)
+        chunk = b"\0" * 65536
+        for _ in range(lab.LARGE_OBJECT_BYTES // len(chunk)):
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+    name = html.escape(host)
+    body = (
+        f"<html><head><title>{name} — lab origin</title></head><body><h1>{name}</h1>"
+        f"<p>The genuine page of {name} in the censorprobe lab.</p>{'<p>lorem</p>' * 40}"
+        "</body></html>"
+    )
+    return web.Response(text=body, content_type="text/html", headers={"Server": "lab-origin"})
+
+
+async def internet(state: Path) -> list[object]:
+    resolver = await ZoneResolver(lab.INTERNET_RESOLVER, zone(), lab.DNS_DELAY).start()
+    handler = web.Server(origin)
+    hosts = lab.origin_addresses()
+    tls = _tls_context(state / "origin.pem")
+    return [resolver, await _serve(handler, hosts, 80), await _serve(handler, hosts, 443, tls)]
+
+
+# --- isp ------------------------------------------------------------------------------------
+
+
+class ISPResolver(DNSServer):
+    """Lies for the scenarios that say so; forwards everything else across the border."""
+
+    def __init__(self) -> None:
+        super().__init__(lab.ISP_RESOLVER, 53)
+        self.lies: dict[str, str | None] = {lab.NATIONAL_BLOCKPAGE_HOST: lab.ISP_BLOCKPAGE}
+        for s in lab.scenarios():
+            if s.technique == "isp_nxdomain":
+                self.lies[s.host] = None
+            elif s.technique == "isp_redirect":
+                self.lies[s.host] = lab.ISP_BLOCKPAGE
+            elif s.technique == "cdn":
+                self.lies[s.host] = s.other_address  # geo-DNS: this region's node
+
+    async def respond(self, query: dns.message.Message) -> Replies:
+        return [(0.0, await self._reply(query))]
+
+    async def _reply(self, query: dns.message.Message) -> dns.message.Message:
+        name = query.question[0].name.to_text(omit_final_dot=True).lower()
+        if name in self.lies:
+            lie = self.lies[name]
+            if lie is None:
+                return self.answer(query, [], rcode=dns.rcode.NXDOMAIN)
+            a = query.question[0].rdtype == dns.rdatatype.A
+            return self.answer(query, [lie] if a else [])
+        try:  # like a recursive resolver: the first answer that arrives wins
+            upstream = await dns.asyncquery.udp(query, lab.INTERNET_RESOLVER, timeout=2.0)
+        except Exception:  # upstream silent or garbage: SERVFAIL, as resolvers do
+            return self.answer(query, [], rcode=dns.rcode.SERVFAIL)
+        upstream.id = query.id
+        return upstream
+
+
+async def blockpage(request: web.BaseRequest) -> web.Response:
+    return web.Response(text=BLOCKPAGE, content_type="text/html", headers={"Server": "isp-filter"})
+
+
+async def redirector(request: web.BaseRequest) -> web.Response:
+    """What an ISP's DPI does to a listed URL: a 302 to the national blockpage."""
+    return web.Response(
+        status=302,
+        headers={
+            "Location": f"http://{lab.NATIONAL_BLOCKPAGE_HOST}/?id=censorprobe-lab",
+            "Server": "isp-filter",
+        },
+    )
+
+
+async def isp(state: Path) -> list[object]:
+    resolver = await ISPResolver().start()
+    intercept_tls = _tls_context(state / "intercept.pem")
+    return [
+        resolver,
+        await _serve(web.Server(blockpage), [lab.ISP_BLOCKPAGE], 80),
+        await _serve(web.Server(redirector), [lab.ISP_REDIRECTOR], 80),
+        await _serve(web.Server(origin), [lab.ISP_INTERCEPTOR], 443, intercept_tls),
+    ]
+
+
+# --- border ---------------------------------------------------------------------------------
+
+
+async def border(state: Path) -> list[object]:
+    names = {s.host for s in lab.scenarios() if s.technique == "dns_injection"}
+    return [Injector("to-isp", names, lab.FORGED_ADDRESS).start()]
+
+
+ROLES = {"internet": internet, "isp": isp, "border": border}
+
+
+async def main(role: str, state: Path) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    held = await ROLES[role](state)
+    (state / f"{role}.ready").write_text("ready\n")
+    await stop.wait()
+    for item in held:
+        close = getattr(item, "close", None) or getattr(item, "stop", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("role", choices=sorted(ROLES))
+    parser.add_argument("state", type=Path)
+    args = parser.parse_args()
+    asyncio.run(main(args.role, args.state))

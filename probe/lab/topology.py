@@ -1,0 +1,361 @@
+"""The lab's network: namespaces, veth links, addresses, routes, censors and servers.
+
+    vantage-a ─┐
+               ├─ isp ── border ── internet
+    vantage-b ─┘
+
+Links exist only between these namespaces: nothing routes to the machine's own network. Every
+address comes from ranges reserved for documentation (192.0.2.0/24, 203.0.113.0/24) and
+benchmarking (198.18.0.0/15). `up` starts from a clean slate (it runs `down` first, so it also
+cleans up after a crash); `down` removes every namespace, process and file the lab made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import trustme
+
+import probe
+from probe.lab import censors
+from probe.lab import scenarios as lab
+
+READY_TIMEOUT = 15.0
+
+
+class LabError(Exception):
+    """The lab cannot be made or used here; the message says why and what to do."""
+
+
+def ns(name: str) -> str:
+    return f"{lab.NS_PREFIX}{name}"
+
+
+NAMESPACES = ("vantage-a", "vantage-b", "isp", "border", "internet")
+
+
+@dataclass(frozen=True)
+class Link:
+    left: str
+    left_if: str
+    left_addr: str
+    right: str
+    right_if: str
+    right_addr: str
+
+
+LINKS = (
+    Link("vantage-a", "to-isp", "198.18.1.2/30", "isp", "to-a", "198.18.1.1/30"),
+    Link("vantage-b", "to-isp", "198.18.2.2/30", "isp", "to-b", "198.18.2.1/30"),
+    Link("isp", "to-border", "198.18.3.1/30", "border", "to-isp", "198.18.3.2/30"),
+    Link("border", "to-inet", "198.18.4.1/30", "internet", "to-border", "198.18.4.2/30"),
+)
+ROUTES = {
+    "vantage-a": [["default", "via", "198.18.1.1"]],
+    "vantage-b": [["default", "via", "198.18.2.1"]],
+    "isp": [["default", "via", "198.18.3.2"]],
+    "border": [
+        ["198.18.1.0/30", "via", "198.18.3.1"],
+        ["198.18.2.0/30", "via", "198.18.3.1"],
+        ["192.0.2.0/24", "via", "198.18.3.1"],
+        ["default", "via", "198.18.4.2"],
+    ],
+    # unassigned internet addresses (the injector's forged one) go nowhere, silently
+    "internet": [["default", "via", "198.18.4.1"], ["blackhole", "203.0.113.0/24"]],
+}
+RESOLVERS = {
+    "vantage-a": lab.ISP_RESOLVER,
+    "vantage-b": lab.ISP_RESOLVER,
+    "isp": lab.INTERNET_RESOLVER,
+    "border": lab.INTERNET_RESOLVER,
+    "internet": lab.INTERNET_RESOLVER,
+}
+SERVERS = {"internet": "internet", "isp": "isp", "border": "border"}  # role -> namespace
+# Internet hosts behind firewalls send no ICMP port unreachable: a query to an address with no
+# resolver gets only the injector's answer, as in China (and the forgery need not win a race
+# against the ICMP error, which it could not: the injector runs in Python).
+HOST_RULES = {
+    "internet": [["-A", "OUTPUT", "-p", "icmp", "--icmp-type", "port-unreachable", "-j", "DROP"]]
+}
+
+
+def local_addresses(name: str) -> list[str]:
+    if name == "isp":
+        return [lab.ISP_RESOLVER, lab.ISP_BLOCKPAGE, lab.ISP_REDIRECTOR, lab.ISP_INTERCEPTOR]
+    if name == "internet":
+        return lab.internet_addresses()
+    return []
+
+
+def vantage_namespace(vantage: str) -> str:
+    """`a`, `vantage-a` or `cp-vantage-a` -> `cp-vantage-a`."""
+    short = vantage.removeprefix(lab.NS_PREFIX).removeprefix("vantage-")
+    if short not in lab.VANTAGES:
+        raise LabError(f"unknown vantage {vantage!r}: the lab has {', '.join(lab.VANTAGES)}")
+    return ns(f"vantage-{short}")
+
+
+def require_root() -> None:
+    """Refuse, with the reason, where the lab cannot be made."""
+    if sys.platform != "linux":
+        raise LabError("the lab needs Linux network namespaces")
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root to create network namespaces: run it with sudo")
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            raise LabError(
+                f"the lab needs '{tool}': install iproute2 and iptables (scripts/install)"
+            )
+    if not Path("/proc/self/ns/net").exists():
+        raise LabError("this kernel has no network namespaces")
+
+
+def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def _in(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return _run("ip", "netns", "exec", ns(name), *args, check=check)
+
+
+def existing_namespaces() -> list[str]:
+    out = _run("ip", "netns", "list", check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(lab.NS_PREFIX)]
+
+
+def state_dir() -> Path:
+    return Path(lab.STATE_DIR)
+
+
+def up() -> float:
+    """Build the lab; returns the seconds it took."""
+    require_root()
+    start = time.monotonic()
+    down()
+    state = state_dir()
+    state.mkdir(parents=True)
+    _write_certificates(state)
+    for name in NAMESPACES:
+        _run("ip", "netns", "add", ns(name))
+        _run("ip", "-n", ns(name), "link", "set", "lo", "up")
+        _in(
+            name,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+            "net.ipv6.conf.all.disable_ipv6=1",
+        )
+        for address in local_addresses(name):
+            _run("ip", "-n", ns(name), "addr", "add", f"{address}/32", "dev", "lo")
+        etc = Path("/etc/netns") / ns(name)
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text(
+            f"nameserver {RESOLVERS[name]}\noptions timeout:2 attempts:1\n"
+        )
+    for link in LINKS:
+        _run(
+            "ip",
+            "link",
+            "add",
+            link.left_if,
+            "netns",
+            ns(link.left),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            link.right_if,
+            "netns",
+            ns(link.right),
+        )
+        for side, ifname, addr in (
+            (link.left, link.left_if, link.left_addr),
+            (link.right, link.right_if, link.right_addr),
+        ):
+            _run("ip", "-n", ns(side), "addr", "add", addr, "dev", ifname)
+            _run("ip", "-n", ns(side), "link", "set", ifname, "up")
+    for name, routes in ROUTES.items():
+        for route in routes:
+            _run("ip", "-n", ns(name), "route", "add", *route)
+    rules_by_ns = {"isp": censors.isp_rules(), "border": censors.border_rules(), **HOST_RULES}
+    for name, rules in rules_by_ns.items():
+        for rule in rules:
+            _in(name, "iptables", "-w", *rule)
+    for role, name in SERVERS.items():
+        _start_server(role, name, state)
+    _wait_ready(state)
+    return time.monotonic() - start
+
+
+def _write_certificates(state: Path) -> None:
+    ca = trustme.CA(organization_name="censorprobe lab CA")
+    ca.cert_pem.write_to_path(str(state / "ca.pem"))
+    names = [f"*.{lab.ZONE}", lab.ZONE]
+    ca.issue_cert(*names).private_key_and_cert_chain_pem.write_to_path(str(state / "origin.pem"))
+    rogue = trustme.CA(organization_name="ISP Interception CA")
+    rogue.issue_cert(*names).private_key_and_cert_chain_pem.write_to_path(
+        str(state / "intercept.pem")
+    )
+
+
+def _start_server(role: str, name: str, state: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(probe.__file__).resolve().parents[1])}
+    log = (state / f"{role}.log").open("w")
+    proc = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns(name),
+            sys.executable,
+            "-m",
+            "probe.lab.servers",
+            role,
+            str(state),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    (state / f"{role}.pid").write_text(f"{proc.pid}\n")
+
+
+def _wait_ready(state: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    waiting = set(SERVERS)
+    while waiting and time.monotonic() < deadline:
+        for role in list(waiting):
+            if (state / f"{role}.ready").exists():
+                waiting.discard(role)
+            elif not _alive(_pid(state, role)):
+                tail = (state / f"{role}.log").read_text()[-2000:]
+                raise LabError(f"the lab's {role} server died while starting:\n{tail}")
+        time.sleep(0.05)
+    if waiting:
+        raise LabError(
+            f"the lab's servers did not start within {READY_TIMEOUT:.0f}s: "
+            f"{', '.join(sorted(waiting))} (logs in {state})"
+        )
+
+
+def _pid(state: Path, role: str) -> int | None:
+    try:
+        return int((state / f"{role}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def down() -> list[str]:
+    """Remove everything the lab made; returns what was removed (for the user)."""
+    require_root()
+    removed: list[str] = []
+    state = state_dir()
+    for name in existing_namespaces():
+        pids = [int(p) for p in _run("ip", "netns", "pids", name, check=False).stdout.split()]
+        for pid in pids:
+            _kill(pid)
+        if pids:
+            removed.append(f"{len(pids)} process(es) in {name}")
+    for role in SERVERS:
+        server = _pid(state, role)
+        if server is not None and _alive(server):
+            _kill(server)
+    for name in existing_namespaces():
+        _run("ip", "netns", "del", name, check=False)
+        removed.append(f"namespace {name}")
+    for etc in Path("/etc/netns").glob(f"{lab.NS_PREFIX}*"):
+        shutil.rmtree(etc, ignore_errors=True)
+        removed.append(str(etc))
+    if state.exists():
+        shutil.rmtree(state, ignore_errors=True)
+        removed.append(str(state))
+    return removed
+
+
+def _kill(pid: int) -> None:
+    """SIGTERM, then SIGKILL after a moment."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(40):
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def status() -> str:
+    """Namespaces, addresses, servers and rules, for people."""
+    require_root()
+    present = existing_namespaces()
+    if not present:
+        return "the lab is down (no cp-* namespaces)\n"
+    lines = []
+    state = state_dir()
+    for name in NAMESPACES:
+        full = ns(name)
+        if full not in present:
+            lines.append(f"{full}: MISSING")
+            continue
+        addrs = _run("ip", "-n", full, "-br", "-4", "addr", check=False).stdout.split("\n")
+        shown = " ".join(w for line in addrs for w in line.split()[2:] if not w.startswith("127."))
+        rules = [
+            r
+            for r in _in(name, "iptables-save", check=False).stdout.splitlines()
+            if r.startswith("-A")
+        ]
+        lines.append(f"{full}: {shown}")
+        if rules:
+            lines.append(f"  {len(rules)} censor rule(s)")
+    for role, name in SERVERS.items():
+        pid = _pid(state, role)
+        lines.append(
+            f"server {role} in {ns(name)}: "
+            + (f"running (pid {pid})" if _alive(pid) else "NOT RUNNING")
+        )
+    lines.append(f"lab CA: {state / 'ca.pem'}")
+    return "\n".join(lines) + "\n"
+
+
+def exec_argv(vantage: str, command: list[str]) -> list[str]:
+    """The command line that runs `command` inside a vantage namespace."""
+    require_root()
+    name = vantage_namespace(vantage)
+    if name not in existing_namespaces():
+        raise LabError("the lab is down: run 'censorprobe lab up' first")
+    if not command:
+        raise LabError("give a command after '--', e.g. censorprobe lab exec a -- dig ok.lab.test")
+    return ["ip", "netns", "exec", name, *command]
