@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +33,36 @@ def netns_ok() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"lab tests must run in CI: {problem}")
     pytest.skip(problem)
+
+
+@pytest.fixture(scope="module")
+def lab_up(netns_ok: None) -> Iterator[Path]:
+    """The lab, up for one test module; returns its state directory (CA, logs)."""
+    from probe.lab import topology
+
+    topology.up()
+    try:
+        yield topology.state_dir()
+    finally:
+        topology.down()
+
+
+def in_vantage(
+    *cmd: str, vantage: str = "a", timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", "netns", "exec", f"cp-vantage-{vantage}", *cmd],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def in_internet(*cmd: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """From the internet namespace: where the control helper stands, outside every censor."""
+    return subprocess.run(
+        ["ip", "netns", "exec", "cp-internet", *cmd],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
