@@ -73,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="targets.yaml or a Citizen Lab CSV (default: ./targets.yaml when no URL is given)",
     )
     check.add_argument(
+        "--control",
+        metavar="URL",
+        help="the control helper (censorprobe control) on an unfiltered network; without it "
+        "only what this vantage alone proves is called blocked",
+    )
+    check.add_argument(
+        "--control-token",
+        metavar="T",
+        help="bearer token for the control (or CENSORPROBE_CONTROL_TOKEN)",
+    )
+    check.add_argument(
         "--resolver",
         action="append",
         metavar="ADDR|DoH-URL",
@@ -97,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency", type=int, metavar="N", help="targets measured at once (default 16)"
     )
     check.add_argument(
+        "--retries",
+        type=int,
+        metavar="N",
+        help="re-measure a target that looks blocked N times before the verdict stands (default 1)",
+    )
+    check.add_argument(
+        "--retry-pause",
+        type=float,
+        metavar="S",
+        help="pause before a re-measurement (default 10; the GFW's residual blocking lasts ~90 s)",
+    )
+    check.add_argument(
         "--budget",
         type=float,
         metavar="S",
@@ -106,6 +129,46 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=FORMATS, default="table", help="output format")
     check.add_argument("--output", metavar="FILE", help="write the output here instead of stdout")
     check.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
+
+    ctl = sub.add_parser(
+        "control",
+        help="run the control helper (on an unfiltered network)",
+        description="The control helper: measures targets for probes from an unfiltered network "
+        "and answers with its observations (POST /api/v1/measure). It refuses loopback, private "
+        "and other special-purpose destinations unless --public-range allows them.",
+        epilog='example: censorprobe control --listen 0.0.0.0:8080 --token "$TOKEN"',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ctl.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="address to listen on (default 127.0.0.1:8080)",
+    )
+    ctl.add_argument(
+        "--token", metavar="T", help="require this bearer token (or CENSORPROBE_CONTROL_TOKEN)"
+    )
+    ctl.add_argument(
+        "--public-range",
+        action="append",
+        metavar="CIDR",
+        help="special-purpose range to treat as public (labs); repeatable",
+    )
+    ctl.add_argument(
+        "--resolver",
+        action="append",
+        metavar="ADDR|DoH-URL",
+        help="resolvers the control uses (default: system)",
+    )
+    ctl.add_argument("--ca-file", metavar="PEM", help="extra trust anchors")
+    ctl.add_argument("--timeout", type=float, metavar="S", help="timeout of each step (default 10)")
+    ctl.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        metavar="N",
+        help="measurements at once (default 8); more wait, too many get 503",
+    )
 
     lab = sub.add_parser(
         "lab",
@@ -142,7 +205,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(args)
     if args.command == "lab":
         return lab_command(args)
+    if args.command == "control":
+        return control_command(args)
     raise AssertionError(args.command)  # argparse accepts only known commands
+
+
+def control_command(args: argparse.Namespace) -> int:
+    from probe import control
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        return _usage_error(f"--listen {args.listen!r}: expected HOST:PORT")
+    try:
+        settings = override(
+            Settings(),
+            {
+                k: v
+                for k, v in {
+                    "resolvers": args.resolver,
+                    "public_ranges": args.public_range,
+                    "ca_file": args.ca_file,
+                    "timeout": args.timeout,
+                }.items()
+                if v is not None
+            },
+        )
+    except ConfigError as exc:
+        print(f"censorprobe: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.concurrency <= 0:
+        return _usage_error("--concurrency must be positive")
+    token = args.token or os.environ.get("CENSORPROBE_CONTROL_TOKEN")
+    print(
+        f"censorprobe control: listening on {host}:{port}" + (" (token required)" if token else ""),
+        file=sys.stderr,
+    )
+    try:
+        asyncio.run(
+            control.serve(
+                settings, host.strip("[]"), int(port), token=token, concurrency=args.concurrency
+            )
+        )
+    except OSError as exc:
+        print(
+            f"censorprobe control: cannot listen on {args.listen}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
+    return 0
 
 
 def lab_command(args: argparse.Namespace) -> int:
@@ -189,8 +299,21 @@ def resolve_config(args: argparse.Namespace) -> Config:
         except ValueError as exc:
             raise ConfigError(f"argument {i + 1}: {exc}") from None
     overrides = {"resolvers": args.resolver, "public_ranges": args.public_range}
-    for key in ("ca_file", "vantage", "country", "timeout", "concurrency"):
+    for key in (
+        "ca_file",
+        "vantage",
+        "country",
+        "timeout",
+        "concurrency",
+        "control",
+        "control_token",
+        "retries",
+        "retry_pause",
+    ):
         overrides[key] = getattr(args, key)
+    overrides["control_token"] = overrides["control_token"] or os.environ.get(
+        "CENSORPROBE_CONTROL_TOKEN"
+    )
     settings = override(config.settings, {k: v for k, v in overrides.items() if v is not None})
     if settings.ca_file and not Path(settings.ca_file).is_file():
         raise ConfigError(f"--ca-file {settings.ca_file}: no such file")
@@ -207,7 +330,12 @@ def check(args: argparse.Namespace) -> int:
         return _usage_error("--budget must be positive")
     progress = Progress(sys.stderr, enabled=not args.quiet)
     started = time.time()
-    results, ended = asyncio.run(_run(config, args.budget, progress))
+    try:
+        results, ended = asyncio.run(_run(config, args.budget, progress))
+    except ConfigError as exc:
+        progress.finish()
+        print(f"censorprobe: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     progress.finish()
     finished = time.time()
     text = format_results(args.format, results, config.settings, started, finished, ended)

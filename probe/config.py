@@ -43,9 +43,13 @@ class Settings:
     body_cap: int = 1 << 20
     throughput_window: float = 5.0
     max_redirects: int = 10
-    sni_check_name: str = (
-        "example.com"  # the harmless SNI that tells SNI filtering from IP blocking
-    )
+    # the harmless SNI that tells SNI filtering from IP blocking
+    sni_check_name: str = "example.com"
+    control_token: str | None = None
+    fingerprints: tuple[str, ...] = ()  # OONI-format CSV files or URLs, added to the built-in set
+    retries: int = 1  # re-measurements of a target found blocked before the verdict stands
+    # the pause before a re-measurement; the GFW's residual blocking lasts ~90 s: raise it there
+    retry_pause: float = 10.0
 
     def __post_init__(self) -> None:
         for spec in self.resolvers:
@@ -231,6 +235,15 @@ def _positive(kind: type) -> Callable[[Any], Any]:
     return convert
 
 
+def _non_negative(kind: type) -> Callable[[Any], Any]:
+    positive = _positive(kind)
+
+    def convert(value: Any) -> Any:
+        return kind(0) if value == 0 and not isinstance(value, bool) else positive(value)
+
+    return convert
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected a non-empty string, got {value!r}")
@@ -265,10 +278,14 @@ _SETTING_TYPES: dict[str, Callable[[Any], Any]] = {
     "throughput_window": _positive(float),
     "max_redirects": _positive(int),
     "sni_check_name": _text,
+    "control_token": _text,
+    "retries": _non_negative(int),
+    "retry_pause": _non_negative(float),
 }
 _SETTING_LISTS: dict[str, Callable[[str], str]] = {
     "resolvers": check_resolver,
     "public_ranges": check_cidr,
+    "fingerprints": _text,
 }
 
 

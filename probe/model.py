@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import types
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 # The failure vocabulary. The first group are the methods of DESIGN.md's table; the rest say what
@@ -36,6 +39,7 @@ FAILURES = frozenset(
 )
 
 VERDICTS = ("accessible", "blocked", "throttled", "down", "inconclusive")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,18 @@ class Target:
 def default_service_name(host: str) -> str:
     """A service name for a bare URL: the host without a leading `www.`."""
     return host.removeprefix("www.")
+
+
+def is_special(address: str, public_ranges: Sequence[str] = ()) -> bool:
+    """Loopback, private, link-local, documentation and other special-purpose addresses (bogons),
+    unless a configured public range includes them (labs, odd networks)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return True
+    if any(ip in ipaddress.ip_network(r, strict=False) for r in public_ranges):
+        return False
+    return not ip.is_global
 
 
 def is_ip_literal(host: str) -> bool:
@@ -186,8 +202,7 @@ class HTTPObservation:
     status: int | None = None
     final_url: str | None = None
     address: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    header_names: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     title: str = ""
     body_length: int = 0
     body_sha256: str | None = None
@@ -237,13 +252,26 @@ class Verdict:
     blocking: Blocking | None
     explanation: str  # one sentence built from the evidence
     summary: str  # the key evidence in a few words, for tables
+    attempts: int = 1  # measurements made of the target
+    agreed: int = 1  # how many of them gave this verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """What the control helper saw of a target, from an unfiltered network."""
+
+    measurement: Measurement | None = None
+    # handshakes with the real SNI on port 443 to the vantage's addresses, for http:// targets
+    # (an https:// target's own TLS step covers them): a valid certificate proves an address genuine
+    validation: tuple[TLSObservation, ...] = ()
+    error: str | None = None  # why the control could not answer
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
     measurement: Measurement
     verdict: Verdict
-    control: dict[str, Any] | None = None
+    control: Control | None = None
     finished: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -259,7 +287,9 @@ class Result:
             "summary": self.verdict.summary,
             "started": m.started,
             "finished": self.finished,
-            "evidence": {"probe": to_json(m), "control": self.control},
+            "attempts": self.verdict.attempts,
+            "agreed": self.verdict.agreed,
+            "evidence": {"probe": to_json(m), "control": to_json(self.control)},
             "timings": dict(m.timings),
         }
 
@@ -273,3 +303,41 @@ def to_json(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): to_json(v) for k, v in obj.items()}
     return obj
+
+
+def from_json(cls: type[T], data: Any) -> T:
+    """The inverse of `to_json` for this module's dataclasses; raises ValueError on bad input."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    kwargs = {n: _convert(hints[n], data[n], n) for n in names if n in data}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{cls.__name__}: {exc}") from None
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    if value is None:
+        return None
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        return _convert(options[0], value, where) if len(options) == 1 else value
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return from_json(tp, value)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected a list")
+        return tuple(_convert(args[0], v, where) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected an object")
+        return {str(k): _convert(args[1], v, where) for k, v in value.items()}
+    expected = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}.get(tp)
+    if expected and (
+        not isinstance(value, expected) or (tp is not bool and isinstance(value, bool))
+    ):
+        raise ValueError(f"{where}: expected {tp.__name__}, got {type(value).__name__}")
+    return float(value) if tp is float else value

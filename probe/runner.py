@@ -14,13 +14,17 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import aiohttp
 
-from probe.config import Settings
+from probe.config import ConfigError, Settings
+from probe.fingerprints import BUILTIN, Fingerprint
+from probe.fingerprints import load_csv as load_fingerprints
 from probe.measure import dns, http, tcp, tls
 from probe.measure.failure import describe
 from probe.model import (
+    Control,
     DNSObservation,
     HTTPObservation,
     Measurement,
@@ -39,28 +43,60 @@ SNI_CHECK_AFTER = frozenset({"reset", "timeout", "eof", "alert", "protocol"})
 
 @dataclass
 class Runtime:
-    """What one run shares: the session, the contexts and the pinned resolver."""
+    """What one run shares: the session, the contexts, the resolver, the fingerprints."""
 
     settings: Settings
     session: aiohttp.ClientSession
     resolver: http.PinnedResolver
     verify: ssl.SSLContext  # the probe's trust anchors
     no_verify: ssl.SSLContext  # for fetching untrusted certificates and the harmless SNI
+    fingerprints: tuple[Fingerprint, ...] = BUILTIN
+    # which addresses may be contacted: all for the probe; the control refuses special ones
+    allowed: Callable[[str], bool] = lambda address: True
 
     @classmethod
-    def open(cls, settings: Settings) -> Runtime:
-        resolver = http.PinnedResolver()
+    async def open(
+        cls, settings: Settings, *, allowed: Callable[[str], bool] | None = None
+    ) -> Runtime:
+        """Raises ConfigError when a fingerprint source cannot be read."""
+        resolver = http.PinnedResolver(allowed)
         http_context = tls.make_context(settings.ca_file, alpn=("http/1.1",))
-        return cls(
+        rt = cls(
             settings=settings,
             session=http.make_session(resolver, http_context, settings.timeout),
             resolver=resolver,
             verify=tls.make_context(settings.ca_file),
             no_verify=tls.make_context(verify=False),
         )
+        if allowed is not None:
+            rt.allowed = allowed
+        try:
+            rt.fingerprints = BUILTIN + await _load_fingerprints(settings.fingerprints, rt.session)
+        except BaseException:
+            await rt.close()
+            raise
+        return rt
 
     async def close(self) -> None:
         await self.session.close()
+
+
+async def _load_fingerprints(
+    sources: Sequence[str], session: aiohttp.ClientSession
+) -> tuple[Fingerprint, ...]:
+    out: list[Fingerprint] = []
+    for source in sources:
+        try:
+            if source.startswith(("http://", "https://")):
+                async with session.get(source) as resp:
+                    resp.raise_for_status()
+                    text = (await resp.content.read(16 << 20)).decode("utf-8")
+            else:
+                text = await asyncio.to_thread(Path(source).read_text, encoding="utf-8")
+        except (OSError, aiohttp.ClientError, UnicodeDecodeError, TimeoutError) as exc:
+            raise ConfigError(f"fingerprints: cannot read {source}: {describe(exc)}") from None
+        out.extend(load_fingerprints(text, source))
+    return tuple(out)
 
 
 def target_deadline(s: Settings) -> float:
@@ -73,8 +109,18 @@ def default_budget(s: Settings, count: int) -> float:
     return math.ceil(count / s.concurrency) * target_deadline(s) + 5.0
 
 
-async def measure(target: Target, rt: Runtime) -> Measurement:
-    """All steps for one target. Failures are data; only bugs raise."""
+async def measure(
+    target: Target,
+    rt: Runtime,
+    *,
+    extra_addresses: Sequence[str] = (),
+    after_dns: Callable[[list[str]], None] | None = None,
+) -> Measurement:
+    """All steps for one target. Failures are data; only bugs raise.
+
+    `extra_addresses` are tested too (the control tries the vantage's); `after_dns` is called
+    with the addresses found, so the control can be asked while the probe goes on.
+    """
     s = rt.settings
     started = time.time()
     timings: dict[str, float] = {}
@@ -96,10 +142,23 @@ async def measure(target: Target, rt: Runtime) -> Measurement:
         dns_obs = [obs for batch in batches for obs in batch]
         addresses = Measurement(target, started, tuple(dns_obs)).addresses()
     timings["dns"] = time.perf_counter() - t0
+    if after_dns is not None:
+        after_dns(addresses)
 
-    picked = pick_addresses(addresses, s.max_addresses)
-    if len(addresses) > len(picked):
-        notes.append(f"tested {len(picked)} of {len(addresses)} addresses")
+    refused = [a for a in [*addresses, *extra_addresses] if not rt.allowed(a)]
+    if refused:
+        notes.append(
+            f"not contacted (special-purpose addresses): {', '.join(sorted(set(refused)))}"
+        )
+    own = [a for a in addresses if rt.allowed(a)]
+    picked = pick_addresses(own, s.max_addresses)
+    if len(own) > len(picked):
+        notes.append(f"tested {len(picked)} of {len(own)} addresses")
+    picked += [
+        a
+        for a in pick_addresses(extra_addresses, s.max_addresses)
+        if a not in picked and rt.allowed(a)
+    ]
     t1 = time.perf_counter()
     steps = await asyncio.gather(*(_connect(target, a, rt) for a in picked))
     tcp_obs = [t for t, _ in steps]
@@ -204,19 +263,71 @@ def unmeasured(target: Target, why: str) -> Result:
 
 
 async def measure_and_judge(target: Target, rt: Runtime) -> Result:
-    """One target's result; a bug or an overrun becomes `inconclusive` with the reason."""
+    """One target's result, re-measured while it looks blocked; a bug or an overrun becomes
+    `inconclusive` with the reason."""
+    s = rt.settings
     try:
-        async with asyncio.timeout(target_deadline(rt.settings)):
-            m = await measure(target, rt)
+        first, control = await _attempt(target, rt, None)
+        verdicts = [judge(first, control, rt.fingerprints, s.public_ranges)]
+        last = first
+        for _ in range(s.retries):
+            if verdicts[-1].verdict not in ("blocked", "throttled"):
+                break
+            await asyncio.sleep(s.retry_pause)  # outlast residual blocking
+            last, _ = await _attempt(target, rt, control)
+            verdicts.append(judge(last, control, rt.fingerprints, s.public_ranges))
     except TimeoutError:
         return unmeasured(
             target,
-            f"not measured: exceeded the target deadline of "
-            f"{target_deadline(rt.settings):.0f}s (a bug)",
+            f"not measured: exceeded the target deadline of {target_deadline(s):.0f}s (a bug)",
         )
     except Exception as exc:
         return unmeasured(target, f"not measured: internal error {describe(exc)}")
-    return Result(m, judge(m), finished=time.time())
+    verdict, m = _settle(verdicts, first, last)
+    return Result(m, verdict, control, finished=time.time())
+
+
+async def _attempt(
+    target: Target, rt: Runtime, control: Control | None
+) -> tuple[Measurement, Control | None]:
+    """One measurement; the control is asked (once per target) as soon as DNS has answered."""
+    asked: list[asyncio.Task[Control]] = []
+
+    def ask_control(addresses: list[str]) -> None:
+        if rt.settings.control and control is None:
+            from probe import control as helper  # the client lives beside the helper
+
+            asked.append(asyncio.ensure_future(helper.ask(rt, target, addresses)))
+
+    try:
+        async with asyncio.timeout(target_deadline(rt.settings)):
+            m = await measure(target, rt, after_dns=ask_control)
+        return m, (await asked[0] if asked else control)
+    finally:
+        for task in asked:
+            task.cancel()
+
+
+def _settle(
+    verdicts: list[Verdict], first: Measurement, last: Measurement
+) -> tuple[Verdict, Measurement]:
+    """A block stands only if every measurement saw one; the first says how (later ones may see
+    the residual penalty rather than the rule)."""
+    n = len(verdicts)
+    final = verdicts[-1]
+    if final.verdict not in ("blocked", "throttled"):
+        if n == 1:
+            return final, last
+        early = verdicts[0]
+        note = f" (an earlier measurement looked {early.verdict}: {early.summary}; not confirmed)"
+        return replace(final, explanation=final.explanation + note, attempts=n, agreed=1), last
+    head = verdicts[0]
+    agreed = sum(v.verdict == head.verdict and v.blocking == head.blocking for v in verdicts)
+    if n > 1:
+        head = replace(
+            head, explanation=f"{head.explanation} (seen in {agreed} of {n} measurements)"
+        )
+    return replace(head, attempts=n, agreed=agreed), first
 
 
 ProgressFn = Callable[[Result, int, int], None]
@@ -235,7 +346,7 @@ async def run(
     stop = stop or asyncio.Event()
     results: dict[int, Result] = {}
     sem = asyncio.Semaphore(settings.concurrency)
-    rt = Runtime.open(settings)
+    rt = await Runtime.open(settings)
 
     async def one(i: int, target: Target) -> None:
         async with sem:

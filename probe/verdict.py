@@ -1,45 +1,158 @@
-"""The verdict: a pure function of what was observed. No I/O, no asyncio.
+"""The verdict: a pure function of (observations, control, fingerprints). No I/O, no asyncio.
 
-Root cause first: a forged DNS answer that then fails TLS is a DNS block. A false "blocked" is
-worse than a miss, so without a control only what the vantage alone can prove is called
-`blocked`:
+Root cause first — DNS, then TCP, TLS, HTTP — so a forged DNS answer that then fails TLS is a
+DNS block. A false "blocked" is worse than a miss:
 
-- two different answers to one UDP query, or an answer from an address that runs no resolver
-  (DNS injection: an honest resolver answers once);
-- the real SNI fails (reset, timeout, EOF) on every address while a harmless SNI to the same
-  address completes (SNI filtering: an honest server does not care which name is asked first).
-
-Every other failure is `inconclusive` with the reason: without a control it cannot be told from
-an outage.
+- Without a control only what the vantage alone proves is `blocked`: two different answers to
+  one UDP query, or an answer from an address that runs no resolver (injection); the real SNI
+  failing while a harmless SNI to the same address completes (SNI filtering); a known blockpage
+  fingerprint; a known censor's DNS answer. Everything else is `inconclusive`.
+- With a control, a failure is censorship only where the control succeeds, at the same address
+  where the control tried it; where the control fails the same way, the target is `down`.
+- An address is genuine for a host when a TLS handshake there validates a certificate for the
+  host (from the vantage or the control): CDNs answer other addresses in other countries, and
+  comparing address sets alone gave ~72% false positives in one study.
+- HTTP pages are compared only over plain HTTP (a validated HTTPS page came from the site) and
+  with tolerances: a body-length proportion under `BODY_PROPORTION` *and* another title, or
+  another status that is not the site's own (403/429/451 are reported as what they are).
+- Throttled: data flows, at under `THROTTLE_RATIO` of the control's rate and under
+  `THROTTLE_CEILING`, over at least `THROTTLE_MIN_BYTES` (a vantage's own slow link is above the
+  ceiling; a policer in the wild holds ~130-150 kbit/s).
 """
 
 from __future__ import annotations
 
-from probe.model import Blocking, DNSObservation, HTTPObservation, Measurement, Verdict
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
+from probe.fingerprints import BUILTIN, Fingerprint, match_dns, match_http
+from probe.model import (
+    Blocking,
+    Control,
+    DNSObservation,
+    HTTPObservation,
+    Measurement,
+    TCPObservation,
+    TLSObservation,
+    Verdict,
+    is_special,
+)
+
+DNS_METHODS = ("nxdomain", "servfail", "refused", "no_answer", "timeout")
+TCP_METHODS = ("timeout", "reset", "refused", "unreachable")
+TLS_METHODS = ("reset", "timeout", "eof", "alert")
+HTTP_METHODS = ("reset", "timeout", "eof")
 SNI_BLOCK_FAILURES = ("reset", "timeout", "eof")
-_NEEDS_CONTROL = "a control (--control) is needed to tell censorship from an outage"
+BODY_PROPORTION = 0.7  # OONI's threshold for "the same page"
+THROTTLE_RATIO = 0.1
+THROTTLE_CEILING = 250_000.0  # bytes/s (2 Mbit/s)
+THROTTLE_MIN_BYTES = 32_768
+SITE_STATUSES = {
+    403: "forbids this client (geoblocking by the site?)",
+    429: "rate-limits this client",
+    451: "refuses for legal reasons",
+}
 
 
-def judge(m: Measurement) -> Verdict:
-    """Decide what the observations alone can decide."""
-    return _dns_injection(m) or _sni_filtering(m) or _reached(m) or _inconclusive(m)
+class _Context:
+    """The inputs of one decision, with the derived facts every layer asks about."""
+
+    def __init__(
+        self,
+        m: Measurement,
+        control: Control | None,
+        fingerprints: Sequence[Fingerprint],
+        public_ranges: Sequence[str],
+    ) -> None:
+        self.m = m
+        self.host = m.target.host
+        self.control = control
+        self.c = control.measurement if control is not None else None
+        self.fingerprints = tuple(fingerprints)
+        self.public_ranges = tuple(public_ranges)
+
+    def control_missing(self) -> str:
+        if self.control is not None and self.control.error:
+            return f"the control helper did not answer ({self.control.error})"
+        return "a control (--control) is needed to tell censorship from an outage"
+
+    def control_addresses(self) -> list[str]:
+        return self.c.addresses() if self.c is not None else []
+
+    def control_http_ok(self) -> HTTPObservation | None:
+        h = self.c.http if self.c is not None else None
+        return h if h is not None and h.failure is None and h.status is not None else None
+
+    def genuine(self, address: str) -> bool:
+        """A certificate valid for the host was seen at `address`, by the vantage or the control."""
+        seen: list[TLSObservation] = [*self.m.tls]
+        if self.control is not None:
+            seen += self.control.validation
+        if self.c is not None:
+            seen += self.c.tls
+        return any(
+            t.address == address and t.sni == self.host and t.verified and t.failure is None
+            for t in seen
+        )
+
+    def control_tcp(self, address: str) -> TCPObservation | None:
+        return next((t for t in (self.c.tcp if self.c else ()) if t.address == address), None)
+
+    def control_tls(self, address: str) -> TLSObservation | None:
+        return next(
+            (
+                t
+                for t in (self.c.tls if self.c else ())
+                if t.address == address and t.sni == self.host
+            ),
+            None,
+        )
+
+
+def judge(
+    m: Measurement,
+    control: Control | None = None,
+    fingerprints: Sequence[Fingerprint] = BUILTIN,
+    public_ranges: Sequence[str] = (),
+) -> Verdict:
+    """The verdict for one measurement; see the module docstring for the rules."""
+    x = _Context(m, control, fingerprints, public_ranges)
+    return (
+        _dns_injection(x)
+        or _dns(x)
+        or _tcp(x)
+        or _tls(x)
+        or _http(x)
+        or _reached(x)
+        or _inconclusive(x)
+    )
 
 
 def _blocked(layer: str, method: str, explanation: str, summary: str) -> Verdict:
     return Verdict("blocked", Blocking(layer, method), explanation, summary)
 
 
-def _dns_injection(m: Measurement) -> Verdict | None:
-    host = m.target.host
-    for obs in m.dns:
+def _down(explanation: str, summary: str) -> Verdict:
+    return Verdict("down", None, f"{explanation}: not censorship", summary)
+
+
+def _most_common(failures: Iterable[str | None]) -> str:
+    counts = Counter(f or "" for f in failures)
+    return max(sorted(counts), key=lambda f: counts[f])
+
+
+# --- DNS ------------------------------------------------------------------------------------
+
+
+def _dns_injection(x: _Context) -> Verdict | None:
+    for obs in x.m.dns:
         answers = obs.distinct_answers()
         if len(answers) >= 2:
             shown = " then ".join(",".join(a) for a in answers[:3])
             return _blocked(
                 "dns",
                 "injected",
-                f"{obs.resolver} answered one {obs.qtype} query for {host} {len(answers)} times "
+                f"{obs.resolver} answered one {obs.qtype} query for {x.host} {len(answers)} times "
                 f"with different addresses ({shown}): a forged answer raced the real one",
                 f"{len(answers)} different answers to one query",
             )
@@ -47,46 +160,326 @@ def _dns_injection(m: Measurement) -> Verdict | None:
             return _blocked(
                 "dns",
                 "injected",
-                f"an answer for {host} ({','.join(answers[0])}) arrived from {obs.resolver}, which "
-                f"runs no resolver (ICMP port unreachable): something on the path answered",
+                f"an answer for {x.host} ({','.join(answers[0])}) arrived from {obs.resolver}, "
+                "which runs no resolver (ICMP port unreachable): something on the path answered",
                 "answer from a host with no resolver",
             )
     return None
 
 
-def _sni_filtering(m: Measurement) -> Verdict | None:
-    if m.target.scheme != "https" or not m.tls:
+def _by_resolver(dns: Sequence[DNSObservation]) -> dict[str, list[DNSObservation]]:
+    out: dict[str, list[DNSObservation]] = {}
+    for obs in dns:
+        out.setdefault(obs.resolver, []).append(obs)
+    return out
+
+
+def _dns(x: _Context) -> Verdict | None:
+    resolvers = _by_resolver(x.m.dns)
+    for resolver, observations in resolvers.items():
+        addresses = [a for o in observations for a in o.addresses]
+        for a in addresses:
+            fp = match_dns(x.fingerprints, a)
+            if fp is not None:
+                return _blocked(
+                    "dns",
+                    "inconsistent",
+                    f"{resolver} answered {a} for {x.host}, a known censor's address ({fp.name})",
+                    f"known censor address {a}",
+                )
+        if not addresses:
+            verdict = _dns_failure(x, resolver, observations, resolvers)
+        else:
+            verdict = _dns_answer(x, resolver, addresses)
+        if verdict is not None:
+            return verdict
+    return None
+
+
+def _dns_failure(
+    x: _Context,
+    resolver: str,
+    observations: list[DNSObservation],
+    resolvers: dict[str, list[DNSObservation]],
+) -> Verdict | None:
+    first = next((o for o in observations if o.qtype != "AAAA"), observations[0])
+    failure = first.failure or "no_answer"
+    if failure not in DNS_METHODS:
         return None
-    if any(o.failure not in SNI_BLOCK_FAILURES for o in m.tls):
+    # another resolver of this vantage answering with a genuine address is as good as a control
+    elsewhere = [
+        a
+        for r, obs in resolvers.items()
+        if r != resolver
+        for o in obs
+        for a in o.addresses
+        if x.genuine(a)
+    ]
+    if elsewhere:
+        return _blocked(
+            "dns",
+            failure,
+            f"{resolver} says {failure} for {x.host}, while another resolver answers "
+            f"{elsewhere[0]}, where a certificate valid for {x.host} is served",
+            f"DNS {failure}; other resolver genuine",
+        )
+    if x.c is None:
         return None
-    completed = [o for o in m.sni_check if o.failure is None]
-    if not completed:
-        return None
-    # every real-SNI handshake failed; the most common failure is the method
-    methods = [o.failure or "" for o in m.tls]
-    failure = max(sorted(set(methods)), key=methods.count)
-    ok = completed[0]
-    return _blocked(
-        "tls",
-        failure,
-        f"TLS {failure} after the ClientHello with SNI {m.target.host} at {len(m.tls)} "
-        f"address(es); {ok.address} completes a handshake with SNI {ok.sni}: the name is "
-        "filtered, not the address",
-        f"SNI {failure}; other SNI completes",
+    control = x.control_addresses()
+    if control:
+        return _blocked(
+            "dns",
+            failure,
+            f"{resolver} says {failure} for {x.host}; the control resolves it to "
+            f"{', '.join(control[:3])}",
+            f"DNS {failure}; control resolves",
+        )
+    c_failures = sorted({o.failure or "no_answer" for o in x.c.dns})
+    return _down(
+        f"{x.host} does not resolve from the control either ({', '.join(c_failures)})",
+        f"DNS {failure} everywhere",
     )
 
 
-def _reached(m: Measurement) -> Verdict | None:
-    h = m.http
+def _dns_answer(x: _Context, resolver: str, addresses: list[str]) -> Verdict | None:
+    if any(x.genuine(a) for a in addresses) or x.c is None:
+        return None
+    control = x.control_addresses()
+    if not control:
+        return None
+    if all(is_special(a, x.public_ranges) for a in addresses) and not all(
+        is_special(a, x.public_ranges) for a in control
+    ):
+        return _blocked(
+            "dns",
+            "bogon",
+            f"{resolver} answered {', '.join(addresses[:3])} for {x.host}: "
+            f"special-purpose addresses, where the control resolves {control[0]}",
+            f"bogon answer {addresses[0]}",
+        )
+    if set(addresses) & set(control):
+        return None
+    h = x.m.http
+    if h is not None and h.address in addresses and _same_page(h, x.control_http_ok()):
+        return None  # other addresses, same page: a CDN without HTTPS
+    return _blocked(
+        "dns",
+        "inconsistent",
+        f"{resolver} answered {', '.join(addresses[:3])} for {x.host}; the control "
+        f"resolves {', '.join(control[:3])}, and no certificate valid for {x.host} "
+        "is served at the vantage's addresses",
+        f"DNS answer {addresses[0]} not genuine",
+    )
+
+
+# --- TCP and TLS ----------------------------------------------------------------------------
+
+
+def _tcp(x: _Context) -> Verdict | None:
+    tcp = x.m.tcp
+    if not tcp or any(t.failure is None for t in tcp):
+        return None
+    failure = _most_common(t.failure for t in tcp)
+    if failure not in TCP_METHODS or x.c is None:
+        return None
+    tried = [(t, x.control_tcp(t.address)) for t in tcp]
+    reached = [t.address for t, c in tried if c is not None and c.failure is None]
+    if reached:
+        return _blocked(
+            "tcp",
+            failure,
+            f"TCP {failure} connecting to {', '.join(t.address for t in tcp[:3])}:"
+            f"{tcp[0].port}; the control connects to {reached[0]}",
+            f"TCP {failure}; control connects",
+        )
+    if all(c is not None for _, c in tried):
+        c_fail = _most_common(c.failure for _, c in tried if c is not None)
+        return _down(
+            f"TCP {failure} to {tcp[0].address}:{tcp[0].port}, and the control fails "
+            f"too ({c_fail})",
+            f"TCP {failure} everywhere",
+        )
+    return None
+
+
+def _tls(x: _Context) -> Verdict | None:
+    tls = x.m.tls
+    if x.m.target.scheme != "https" or not tls or any(t.failure is None for t in tls):
+        return None
+    failure = _most_common(t.failure for t in tls)
+    if failure == "invalid_certificate":
+        return _interception(x, tls)
+    if failure not in TLS_METHODS:
+        return None
+    sni_ok = next((t for t in x.m.sni_check if t.failure is None), None)
+    other_sni = (
+        (
+            f"; {sni_ok.address} completes a handshake with SNI {sni_ok.sni}: the name is "
+            "filtered, not the address"
+        )
+        if sni_ok
+        else ""
+    )
+    head = f"TLS {failure} after the ClientHello with SNI {x.host} at {len(tls)} address(es)"
+    if x.c is None:
+        if sni_ok is None:
+            return None
+        return _blocked("tls", failure, head + other_sni, f"SNI {failure}; other SNI completes")
+    same = [c for c in (x.control_tls(t.address) for t in tls) if c is not None]
+    completes = [c for c in same if c.failure is None] or (
+        [] if same else [t for t in x.c.tls if t.failure is None]
+    )
+    if completes:
+        where = "there" if same else f"at {completes[0].address}"
+        residual = _residual_note(x)
+        return _blocked(
+            "tls",
+            failure,
+            f"{head}{other_sni}; the control completes {where}{residual}",
+            f"TLS {failure}" + ("; other SNI completes" if sni_ok else "; control completes"),
+        )
+    if same:
+        return _down(
+            f"{head}, and the control's handshake fails too "
+            f"({_most_common(c.failure for c in same)})",
+            f"TLS {failure} everywhere",
+        )
+    return None
+
+
+def _residual_note(x: _Context) -> str:
+    boxed = [
+        t for t in x.m.sni_check if t.failure is not None and (t.error or "").startswith("TCP")
+    ]
+    if not boxed:
+        return ""
+    return (
+        f"; afterwards even a new connection to {boxed[0].address} failed ({boxed[0].failure}): "
+        "residual blocking of this client and server"
+    )
+
+
+def _interception(x: _Context, tls: Sequence[TLSObservation]) -> Verdict | None:
+    t = next((t for t in tls if t.certificate is not None), tls[0])
+    cert = t.certificate
+    shown = f"issued by {cert.issuer} to {cert.subject}" if cert is not None else "unreadable"
+    if x.c is None:
+        return None
+    valid = [c for c in x.c.tls if c.failure is None and c.verified]
+    if valid:
+        return _blocked(
+            "tls",
+            "invalid_certificate",
+            f"the certificate for {x.host} at {t.address} does not validate ({t.error}); "
+            f"it is {shown}; the control gets a valid certificate at {valid[0].address}: "
+            "the connection is intercepted",
+            "untrusted certificate (interception)",
+        )
+    if any(c.failure == "invalid_certificate" for c in x.c.tls):
+        return _down(
+            f"the certificate for {x.host} does not validate from the control either",
+            "invalid certificate everywhere",
+        )
+    return None
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+
+def _http(x: _Context) -> Verdict | None:
+    h = x.m.http
+    if h is None:
+        return None
+    found = match_http(x.fingerprints, h)
+    if found is not None:
+        fp, where = found
+        return _blocked(
+            "http",
+            "blockpage",
+            f"GET {h.url} got a known blockpage ({fp.name}, matched in {where})"
+            f"{_after_redirects(h)}",
+            f"blockpage {fp.name}",
+        )
+    control = x.control_http_ok()
+    if h.failure is not None:
+        if h.failure not in HTTP_METHODS or x.c is None:
+            return None
+        if control is not None:
+            return _blocked(
+                "http",
+                h.failure,
+                f"HTTP {h.failure} for GET {h.url} after the connection was set up; the "
+                f"control gets HTTP {control.status}",
+                f"HTTP {h.failure}; control loads",
+            )
+        c_http = x.c.http
+        if c_http is not None and c_http.failure is not None:
+            return _down(
+                f"HTTP {h.failure} for GET {h.url}, and the control fails too ({c_http.failure})",
+                f"HTTP {h.failure} everywhere",
+            )
+        return None
+    if control is None:
+        return None
+    return _throttled(h, control) or _diff(x, h, control)
+
+
+def _throttled(h: HTTPObservation, control: HTTPObservation) -> Verdict | None:
+    if h.throughput is None or control.throughput is None or h.throughput <= 0:
+        return None
+    if h.body_length < THROTTLE_MIN_BYTES:
+        return None
+    if h.throughput < THROTTLE_RATIO * control.throughput and h.throughput < THROTTLE_CEILING:
+        return Verdict(
+            "throttled",
+            Blocking("http", "throttled"),
+            f"data flows at {_rate(h.throughput)} over {h.body_length} bytes, while the control "
+            f"downloads the same URL at {_rate(control.throughput)}",
+            f"{_rate(h.throughput)} vs {_rate(control.throughput)}",
+        )
+    return None
+
+
+def _diff(x: _Context, h: HTTPObservation, control: HTTPObservation) -> Verdict | None:
+    if x.m.target.scheme == "https" and (h.final_url or "").startswith("https://"):
+        return None  # a page over validated TLS came from the site itself
+    if h.status in SITE_STATUSES and h.status != control.status:
+        return None  # reported by _reached as what it is
+    if _same_page(h, control):
+        return None
+    return _blocked(
+        "http",
+        "diff",
+        f"GET {h.url} got HTTP {h.status} '{h.title[:40]}' ({h.body_length} bytes); the "
+        f"control gets HTTP {control.status} '{control.title[:40]}' "
+        f"({control.body_length} bytes)",
+        "page differs from the control's",
+    )
+
+
+def _same_page(h: HTTPObservation | None, control: HTTPObservation | None) -> bool:
+    if h is None or control is None or h.failure is not None or h.status is None:
+        return False
+    if h.body_sha256 is not None and h.body_sha256 == control.body_sha256:
+        return True
+    longer = max(h.body_length, control.body_length)
+    proportion = min(h.body_length, control.body_length) / longer if longer else 1.0
+    same_title = bool(h.title) and h.title == control.title
+    return h.status == control.status and (proportion > BODY_PROPORTION or same_title)
+
+
+def _reached(x: _Context) -> Verdict | None:
+    h = x.m.http
     if h is None or h.failure is not None or h.status is None:
         return None
     what = f"HTTP {h.status}" + (f" '{h.title[:40]}'" if h.title else "")
-    how = "a validated TLS connection" if m.target.scheme == "https" else "plain HTTP"
+    how = "a validated TLS connection" if x.m.target.scheme == "https" else "plain HTTP"
+    site = f"; the site {SITE_STATUSES[h.status]}" if h.status in SITE_STATUSES else ""
     return Verdict(
         "accessible",
         None,
         f"{what} from {h.address or 'the server'} over {how}, {h.body_length} bytes"
-        f"{_after_redirects(h)}",
+        f"{_after_redirects(h)}{site}",
         f"{what} · {_size(h.body_length)}",
     )
 
@@ -99,16 +492,23 @@ def _size(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} B"
 
 
-def _inconclusive(m: Measurement) -> Verdict:
+def _rate(bps: float) -> str:
+    return f"{bps * 8 / 1000:.0f} kbit/s" if bps * 8 < 10_000_000 else f"{bps * 8 / 1e6:.0f} Mbit/s"
+
+
+# --- inconclusive ---------------------------------------------------------------------------
+
+
+def _inconclusive(x: _Context) -> Verdict:
     """The first failing step, root cause first, named with its evidence."""
-    reason, summary = _first_failure(m)
-    return Verdict("inconclusive", None, f"{reason}; {_NEEDS_CONTROL}", summary)
+    reason, summary = _first_failure(x.m)
+    return Verdict("inconclusive", None, f"{reason}; {x.control_missing()}", summary)
 
 
 def _first_failure(m: Measurement) -> tuple[str, str]:
     host = m.target.host
     if m.dns and not any(o.addresses for o in m.dns):
-        failures = sorted({_dns_failure(o) for o in m.dns})
+        failures = sorted({f"{o.resolver} {o.qtype} {o.failure}" for o in m.dns})
         return f"DNS for {host} failed: {', '.join(failures)}", f"DNS {m.dns[0].failure}"
     if m.tcp and all(o.failure for o in m.tcp):
         kinds = sorted({o.failure or "" for o in m.tcp})
@@ -130,7 +530,3 @@ def _first_failure(m: Measurement) -> tuple[str, str]:
     if m.notes:
         return m.notes[-1], m.notes[-1].split(":")[0]
     return "no step completed", "nothing measured"
-
-
-def _dns_failure(o: DNSObservation) -> str:
-    return f"{o.resolver} {o.qtype} {o.failure}"

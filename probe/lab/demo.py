@@ -25,6 +25,8 @@ def targets_file(state: Path) -> Path:
             "public_ranges": list(lab.PUBLIC_RANGES),
             "timeout": 3,
             "throughput_window": 3,
+            "control": f"http://{lab.CONTROL_ADDRESS}:{lab.CONTROL_PORT}",
+            "retry_pause": lab.RESIDUAL_SECONDS + 2,  # outlast the lab's residual blocking
         },
         "targets": [{"url": s.url, "service": s.name} for s in lab.scenarios()],
     }

@@ -25,6 +25,8 @@ import dns.rcode
 import dns.rdatatype
 from aiohttp import web
 
+from probe.config import Settings
+from probe.control import ControlService
 from probe.lab import scenarios as lab
 from probe.lab.dnsserver import DNSServer, Replies
 from probe.lab.injector import Injector
@@ -180,7 +182,22 @@ async def border(state: Path) -> list[object]:
     return [Injector("to-isp", names, lab.FORGED_ADDRESS).start()]
 
 
-ROLES = {"internet": internet, "isp": isp, "border": border}
+async def control(state: Path) -> list[object]:
+    """The control helper, where it belongs: in the internet, outside every censor."""
+    settings = Settings(
+        public_ranges=lab.PUBLIC_RANGES,
+        ca_file=str(state / "ca.pem"),
+        timeout=3.0,
+        throughput_window=3.0,
+    )
+    service = ControlService(settings, token=None, concurrency=16)
+    app_runner = web.AppRunner(service.app(), handle_signals=False)
+    await app_runner.setup()
+    await web.TCPSite(app_runner, lab.CONTROL_ADDRESS, lab.CONTROL_PORT).start()
+    return [app_runner]
+
+
+ROLES = {"internet": internet, "isp": isp, "border": border, "control": control}
 
 
 async def main(role: str, state: Path) -> None:
@@ -192,7 +209,11 @@ async def main(role: str, state: Path) -> None:
     (state / f"{role}.ready").write_text("ready\n")
     await stop.wait()
     for item in held:
-        close = getattr(item, "close", None) or getattr(item, "stop", None)
+        close = (
+            getattr(item, "cleanup", None)
+            or getattr(item, "close", None)
+            or getattr(item, "stop", None)
+        )
         if close is not None:
             with contextlib.suppress(Exception):
                 result = close()

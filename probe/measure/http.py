@@ -7,12 +7,14 @@ but slowly (a policer) ends with a rate, not just a timeout.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import html
 import re
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -26,27 +28,18 @@ from probe.model import HTTPHop, HTTPObservation
 USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) censorprobe/0.1"
 )
-SELECTED_HEADERS = (
-    "server",
-    "content-type",
-    "content-length",
-    "content-encoding",
-    "location",
-    "via",
-    "x-cache",
-    "x-powered-by",
-    "cache-control",
-    "set-cookie",
-)
+MAX_HEADERS = 48  # a hostile server can send thousands; the first ones are the evidence
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
-SAMPLE_BYTES = 65536
+SAMPLE_BYTES = 65536  # searched for the title
+BODY_SAMPLE = 4096  # kept as evidence, and matched against blockpage fingerprints
 
 
 class PinnedResolver(AbstractResolver):
     """Answers pinned hosts with the addresses the probe measured; asks the system for others."""
 
-    def __init__(self) -> None:
+    def __init__(self, allowed: Callable[[str], bool] | None = None) -> None:
         self.pins: dict[str, list[str]] = {}
+        self.allowed = allowed
         self._fallback = ThreadedResolver()
 
     async def resolve(
@@ -54,7 +47,14 @@ class PinnedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         pinned = self.pins.get(host)
         if pinned is None:
-            return await self._fallback.resolve(host, port, family)
+            found = await self._fallback.resolve(host, port, family)
+            if self.allowed is not None:
+                found = [r for r in found if self.allowed(r["host"])]
+                if not found:
+                    raise OSError(
+                        errno.EACCES, f"{host}: only special-purpose addresses, not contacted"
+                    )
+            return found
         return [
             ResolveResult(
                 hostname=host,
@@ -119,6 +119,46 @@ class _Body:
         return round(self.length / span, 1) if span > 0 else None
 
 
+@dataclass
+class _Fetch:
+    """What one fetch has seen so far; becomes the observation however it ends."""
+
+    url: str
+    start: float
+    current: str
+    hops: list[HTTPHop] = field(default_factory=list)
+    status: int | None = None
+    address: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    ttfb: float | None = None
+    body: _Body = field(default_factory=_Body)
+
+    def observation(self, failure: str | None = None, error: str | None = None) -> HTTPObservation:
+        sample = bytes(self.body.sample)
+        match = _TITLE.search(sample)
+        title = ""
+        if match:
+            title = " ".join(html.unescape(match.group(1).decode("utf-8", "replace")).split())[:200]
+        return HTTPObservation(
+            url=self.url,
+            elapsed=time.perf_counter() - self.start,
+            failure=failure,
+            error=error,
+            status=self.status,
+            final_url=self.current,
+            address=self.address,
+            headers=self.headers,
+            title=title,
+            body_length=self.body.length,
+            body_sha256=self.body.digest.hexdigest() if self.body.length else None,
+            truncated=self.body.truncated,
+            ttfb=self.ttfb,
+            throughput=self.body.throughput(),
+            hops=tuple(self.hops),
+            body_sample=sample[:BODY_SAMPLE].decode("utf-8", "replace"),
+        )
+
+
 async def fetch(
     url: str,
     session: aiohttp.ClientSession,
@@ -134,58 +174,33 @@ async def fetch(
     `pinned` is the address the session's resolver gives for the URL's host (recorded per hop).
     """
     host = urlsplit(url).hostname
-    start = time.perf_counter()
-    hops: list[HTTPHop] = []
-    current = url
-    body = _Body()
-    status: int | None = None
-    address: str | None = None
-    headers: dict[str, str] = {}
-    names: tuple[str, ...] = ()
-    ttfb: float | None = None
+    f = _Fetch(url, time.perf_counter(), url)
     try:
         for _ in range(max_redirects + 1):
             sent = time.perf_counter()
             async with asyncio.timeout(timeout):
-                resp = await session.get(current, allow_redirects=False)
+                resp = await session.get(f.current, allow_redirects=False)
             try:
-                ttfb = time.perf_counter() - sent
-                status = resp.status
-                address = pinned if urlsplit(current).hostname == host else None
-                headers = {k: resp.headers[k][:200] for k in SELECTED_HEADERS if k in resp.headers}
-                names = tuple(sorted({k.lower() for k in resp.headers})[:64])
+                f.ttfb = time.perf_counter() - sent
+                f.status = resp.status
+                f.address = pinned if urlsplit(f.current).hostname == host else None
+                f.headers = _headers(resp)
                 location = resp.headers.get("location")
                 if resp.status in (301, 302, 303, 307, 308) and location:
-                    hops.append(HTTPHop(current, resp.status, location[:2000], address))
-                    current = urljoin(current, location)
-                    if urlsplit(current).scheme not in ("http", "https"):
+                    f.hops.append(HTTPHop(f.current, resp.status, location[:2000], f.address))
+                    f.current = urljoin(f.current, location)
+                    if urlsplit(f.current).scheme not in ("http", "https"):
                         break
                     continue
-                await _read_body(resp, body, body_cap, window, timeout)
+                await _read_body(resp, f.body, body_cap, window, timeout)
                 break
             finally:
                 resp.release()
         else:
-            return _observation(
-                url,
-                start,
-                hops,
-                current,
-                status,
-                address,
-                headers,
-                names,
-                ttfb,
-                body,
-                "protocol",
-                f"more than {max_redirects} redirects",
-            )
+            return f.observation("protocol", f"more than {max_redirects} redirects")
     except Exception as exc:
-        failure, error = classify(exc)
-        return _observation(
-            url, start, hops, current, status, address, headers, names, ttfb, body, failure, error
-        )
-    return _observation(url, start, hops, current, status, address, headers, names, ttfb, body)
+        return f.observation(*classify(exc))
+    return f.observation()
 
 
 async def _read_body(
@@ -217,41 +232,12 @@ async def _read_body(
             return
 
 
-def _observation(
-    url: str,
-    start: float,
-    hops: list[HTTPHop],
-    current: str,
-    status: int | None,
-    address: str | None,
-    headers: dict[str, str],
-    names: tuple[str, ...],
-    ttfb: float | None,
-    body: _Body,
-    failure: str | None = None,
-    error: str | None = None,
-) -> HTTPObservation:
-    sample = bytes(body.sample)
-    match = _TITLE.search(sample)
-    title = ""
-    if match:
-        title = " ".join(html.unescape(match.group(1).decode("utf-8", "replace")).split())[:200]
-    return HTTPObservation(
-        url=url,
-        elapsed=time.perf_counter() - start,
-        failure=failure,
-        error=error,
-        status=status,
-        final_url=current,
-        address=address,
-        headers=headers,
-        header_names=names,
-        title=title,
-        body_length=body.length,
-        body_sha256=body.digest.hexdigest() if body.length else None,
-        truncated=body.truncated,
-        ttfb=ttfb,
-        throughput=body.throughput(),
-        hops=tuple(hops),
-        body_sample=sample[:4096].decode("utf-8", "replace"),
-    )
+def _headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
+    """Every header (repeated ones joined), names lower-cased, bounded in number and length."""
+    out: dict[str, str] = {}
+    for name, value in resp.headers.items():
+        key = name.lower()
+        if key not in out and len(out) >= MAX_HEADERS:
+            continue
+        out[key] = f"{out[key]}, {value}"[:400] if key in out else value[:400]
+    return out

@@ -17,7 +17,7 @@ HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n"
 
 
 async def run(port: int, path: str = "/", **kw: object) -> Measurement:
-    rt = Runtime.open(settings(**kw))
+    rt = await Runtime.open(settings(**kw))
     try:
         return await measure(Target.parse(f"http://127.0.0.1:{port}{path}"), rt)
     finally:

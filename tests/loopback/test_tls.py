@@ -51,7 +51,7 @@ async def test_untrusted_certificate_is_kept_as_evidence(
     """The probe's run records the interceptor's certificate even though it fails verification."""
     rogue = trustme.CA(organization_name="Rogue Interception CA")
     port = await web_server(page("intercepted"), server_context(rogue, "localhost"))
-    rt = Runtime.open(settings(ca_file=ca_file))
+    rt = await Runtime.open(settings(ca_file=ca_file))
     try:
         m = await measure(_target(port), rt)
     finally:
@@ -139,7 +139,7 @@ async def test_sni_filter_is_told_from_ip_blocking(
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     port = await raw_server(sni_filter)
-    rt = Runtime.open(settings(ca_file=ca_file))
+    rt = await Runtime.open(settings(ca_file=ca_file))
     try:
         m = await measure(_target(port), rt)
     finally:

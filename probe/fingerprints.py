@@ -1,0 +1,163 @@
+"""Blockpage fingerprints in OONI's CSV format, plus a small built-in set.
+
+Columns: `name,scope,other_names,location_found,pattern_type,pattern,...`. `location_found` is
+`body`, `header.<name>` or `dns`; `pattern_type` is `full`, `prefix`, `contains` or `regexp`;
+scope `fp` marks patterns known to match honest pages, which are never used.
+Matching is pure (the verdict calls it); loading reads files (and the runner fetches URLs).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+from probe.config import ConfigError
+from probe.model import HTTPObservation
+
+PATTERN_TYPES = ("full", "prefix", "contains", "regexp")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    name: str
+    location: str  # "body", "header.<name>" or "dns"
+    pattern_type: str
+    pattern: str
+    scope: str = ""
+    countries: str = ""
+
+    @cached_property
+    def _regexp(self) -> re.Pattern[str] | None:
+        return re.compile(self.pattern) if self.pattern_type == "regexp" else None
+
+    def matches(self, text: str) -> bool:
+        if self.pattern_type == "full":
+            return text == self.pattern
+        if self.pattern_type == "prefix":
+            return text.startswith(self.pattern)
+        if self.pattern_type == "contains":
+            return self.pattern in text
+        assert self._regexp is not None
+        return self._regexp.search(text) is not None
+
+
+# Well-known blockpages, written from public reports of each (OONI's full list is richer: point
+# `settings.fingerprints` at its fingerprints_http.csv and fingerprints_dns.csv).
+BUILTIN = (
+    Fingerprint(
+        "builtin.ru_rostelecom_warning",
+        "header.location",
+        "prefix",
+        "http://warning.rt.ru",
+        countries="RU",
+    ),
+    Fingerprint(
+        "builtin.ru_rostelecom_block",
+        "header.location",
+        "prefix",
+        "http://block.rt.ru",
+        countries="RU",
+    ),
+    Fingerprint(
+        "builtin.ru_mts", "header.location", "prefix", "http://blocked.mts.ru", countries="RU"
+    ),
+    Fingerprint(
+        "builtin.ru_ttk", "header.location", "prefix", "http://fz139.ttk.ru", countries="RU"
+    ),
+    Fingerprint(
+        "builtin.ru_rkn_registry", "body", "contains", "http://eais.rkn.gov.ru/", countries="RU"
+    ),
+    Fingerprint(
+        "builtin.ir_peyvandha", "body", "contains", 'src="http://10.10.34.3', countries="IR"
+    ),
+    Fingerprint(
+        "builtin.tr_btk",
+        "body",
+        "contains",
+        "<title>Telekomünikasyon İletişim Başkanlığı</title>",
+        countries="TR",
+    ),
+    Fingerprint(
+        "builtin.id_internet_positif",
+        "header.location",
+        "prefix",
+        "http://internet-positif.info",
+        countries="ID",
+    ),
+    Fingerprint("builtin.kr_warning", "body", "contains", "http://warning.or.kr", countries="KR"),
+)
+
+
+def load_csv(text: str, source: str) -> tuple[Fingerprint, ...]:
+    """Parse OONI's format; every error names the source, line and column."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    needed = {"name", "scope", "location_found", "pattern_type", "pattern"}
+    missing = needed - set(reader.fieldnames or ())
+    if missing:
+        raise ConfigError(f"{source}:1: missing column(s) {', '.join(sorted(missing))}")
+    out = []
+    try:
+        for row in reader:
+            line = reader.line_num
+            where = f"{source}:{line}"
+            location = (row.get("location_found") or "").strip()
+            ptype = (row.get("pattern_type") or "").strip()
+            pattern = row.get("pattern") or ""
+            if not (location in ("body", "dns") or location.startswith("header.")):
+                raise ConfigError(
+                    f"{where}: location_found: {location!r} is not body, dns or header.<name>"
+                )
+            if ptype not in PATTERN_TYPES:
+                raise ConfigError(
+                    f"{where}: pattern_type: {ptype!r} is not one of {', '.join(PATTERN_TYPES)}"
+                )
+            if not pattern:
+                raise ConfigError(f"{where}: pattern: empty")
+            fp = Fingerprint(
+                (row.get("name") or "").strip() or f"{source}:{line}",
+                location.lower(),
+                ptype,
+                pattern,
+                (row.get("scope") or "").strip(),
+                (row.get("expected_countries") or "").strip(),
+            )
+            if ptype == "regexp":
+                try:
+                    fp.matches("")
+                except re.error as exc:
+                    raise ConfigError(f"{where}: pattern: bad regexp: {exc}") from None
+            out.append(fp)
+    except csv.Error as exc:
+        raise ConfigError(f"{source}:{reader.line_num}: {exc}") from None
+    return tuple(out)
+
+
+def match_http(
+    fingerprints: tuple[Fingerprint, ...], h: HTTPObservation
+) -> tuple[Fingerprint, str] | None:
+    """The first fingerprint that matches the page or a redirect on the way, and where."""
+    for fp in fingerprints:
+        if fp.scope == "fp" or fp.location == "dns":
+            continue
+        if fp.location == "body":
+            if h.body_sample and fp.matches(h.body_sample):
+                return fp, "body"
+            continue
+        header = fp.location.removeprefix("header.")
+        values = [hop.location for hop in h.hops if header == "location" and hop.location]
+        if header in h.headers:
+            values.append(h.headers[header])
+        for value in values:
+            if fp.matches(value):
+                return fp, f"{header}: {value[:80]}"
+    return None
+
+
+def match_dns(fingerprints: tuple[Fingerprint, ...], address: str) -> Fingerprint | None:
+    for fp in fingerprints:
+        if fp.location == "dns" and fp.scope != "fp" and fp.matches(address):
+            return fp
+    return None
