@@ -125,7 +125,7 @@ class ControlService:
     async def _measure(self, target: Target, addresses: list[str]) -> Control:
         assert self.rt is not None
         allowed = [a for a in addresses if self.allowed(a)]
-        m = await runner.measure(target, self.rt, extra_addresses=allowed)
+        m = await runner.measure(target, self.rt, extra_addresses=addresses)  # notes the refused
         validation: tuple[TLSObservation, ...] = ()
         if target.scheme == "http":  # an https target's TLS step already tried these
             s = self.settings

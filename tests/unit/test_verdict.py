@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import pytest
 
+from probe.fingerprints import Fingerprint
 from probe.model import (
+    Blocking,
     Certificate,
+    Control,
     DNSObservation,
     DNSResponse,
+    HTTPHop,
     HTTPObservation,
     Measurement,
     Target,
     TCPObservation,
     TLSObservation,
 )
+from probe.runner import _settle
 from probe.verdict import judge
 
 T = Target.parse("https://www.clubhouse.com/")
@@ -274,3 +279,375 @@ def test_plain_http_page_is_accessible_without_tls() -> None:
     v = judge(m([system(A)], [TCPObservation(A, 80, 0.01)], [], [], http(), target=target))
     assert v.verdict == "accessible"
     assert "plain HTTP" in v.explanation
+
+
+# --- with a control: every row of DESIGN.md's method table, and the false-positive traps -------
+
+C_ADDR = "198.51.100.7"
+HTTP_T = Target.parse("http://news.example/")
+
+
+def page(
+    status: int = 200,
+    title: str = "News",
+    length: int = 5000,
+    sha: str = "a" * 64,
+    throughput: float | None = None,
+    url: str = T.url,
+    failure: str | None = None,
+    address: str = A,
+    headers: dict[str, str] | None = None,
+    sample: str = "",
+    hops: tuple[HTTPHop, ...] = (),
+) -> HTTPObservation:
+    return HTTPObservation(
+        url,
+        0.1,
+        failure,
+        failure and "error",
+        None if failure else status,
+        url,
+        address,
+        headers or {},
+        title if not failure else "",
+        length,
+        sha,
+        None,
+        0.05,
+        throughput,
+        hops,
+        sample,
+    )
+
+
+def ctl(  # type: ignore[no-untyped-def]
+    dns_=None,
+    tcp_=None,
+    tls_=None,
+    http_=None,
+    target=T,
+    validation=(),
+    error=None,
+) -> Control:
+    """The control's view; by default everything works at address A."""
+    dns_ = (system(A),) if dns_ is None else dns_
+    tcp_ = (tcp(),) if tcp_ is None else tcp_
+    tls_ = (tls(),) if tls_ is None else tls_
+    http_ = http_ if http_ is not None else page(url=target.url)
+    return Control(
+        Measurement(target, 0.0, tuple(dns_), tuple(tcp_), tuple(tls_), (), http_),
+        tuple(validation),
+        error,
+    )
+
+
+def dns_fail(failure: str, resolver: str = "system") -> DNSObservation:
+    return DNSObservation(resolver, "system", "A+AAAA", 0.01, "", (), failure=failure)
+
+
+OK = m([system(A)], [tcp()], [tls()], [], page())
+CONTROL = ctl()
+PUBLIC = ("192.0.2.0/24",)  # this table's addresses are from TEST-NET-1: public for its purpose
+
+WITH_CONTROL = [
+    # (id, measurement, control, verdict, layer/method)
+    ("accessible", OK, CONTROL, "accessible", None),
+    *[
+        (f"dns {f}", m([dns_fail(f)]), CONTROL, "blocked", f"dns/{f}")
+        for f in ("nxdomain", "servfail", "refused", "no_answer", "timeout")
+    ],
+    (
+        "dns bogon",
+        m([system("10.10.34.35")], [tcp("10.10.34.35", "timeout")]),
+        CONTROL,
+        "blocked",
+        "dns/bogon",
+    ),
+    (
+        "dns injected",
+        m(
+            [
+                dns_ok(
+                    B,
+                    responses=(
+                        DNSResponse(0.01, "NOERROR", (B,)),
+                        DNSResponse(0.05, "NOERROR", (A,)),
+                    ),
+                )
+            ]
+        ),
+        CONTROL,
+        "blocked",
+        "dns/injected",
+    ),
+    (
+        "dns inconsistent: other address, no valid certificate there",
+        m([system(B)], [tcp(B)], [tls(B, failure="invalid_certificate")]),
+        ctl(tls_=(tls(), tls(B, failure="invalid_certificate"))),
+        "blocked",
+        "dns/inconsistent",
+    ),
+    *[
+        (f"tcp {f}", m([system(A)], [tcp(failure=f)]), CONTROL, "blocked", f"tcp/{f}")
+        for f in ("timeout", "reset", "refused", "unreachable")
+    ],
+    *[
+        (f"tls {f}", m([system(A)], [tcp()], [tls(failure=f)]), CONTROL, "blocked", f"tls/{f}")
+        for f in ("reset", "timeout", "eof", "alert")
+    ],
+    (
+        "tls invalid_certificate (interception)",
+        m([system(A)], [tcp()], [tls(failure="invalid_certificate")]),
+        CONTROL,
+        "blocked",
+        "tls/invalid_certificate",
+    ),
+    *[
+        (
+            f"http {f}",
+            m([system(A)], [tcp()], [tls()], [], page(failure=f)),
+            CONTROL,
+            "blocked",
+            f"http/{f}",
+        )
+        for f in ("reset", "timeout", "eof")
+    ],
+    (
+        "http blockpage by body",
+        m(
+            [system(A)],
+            [tcp()],
+            [],
+            [],
+            page(url=HTTP_T.url, sample='<iframe src="http://10.10.34.34?type=Invalid Site">'),
+            target=HTTP_T,
+        ),
+        ctl(target=HTTP_T),
+        "blocked",
+        "http/blockpage",
+    ),
+    (
+        "http blockpage by redirect",
+        m(
+            [system(A)],
+            [tcp()],
+            [],
+            [],
+            page(url=HTTP_T.url, hops=(HTTPHop(HTTP_T.url, 302, "http://warning.rt.ru/?id=1"),)),
+            target=HTTP_T,
+        ),
+        ctl(target=HTTP_T),
+        "blocked",
+        "http/blockpage",
+    ),
+    (
+        "http diff over plain HTTP",
+        m(
+            [system(A)],
+            [tcp()],
+            [],
+            [],
+            page(url=HTTP_T.url, title="Access denied", length=300, sha="b" * 64),
+            target=HTTP_T,
+        ),
+        ctl(target=HTTP_T),
+        "blocked",
+        "http/diff",
+    ),
+    (
+        "throttled",
+        m([system(A)], [tcp()], [tls()], [], page(length=60_000, throughput=16_000.0)),
+        ctl(http_=page(length=1 << 20, throughput=50_000_000.0)),
+        "throttled",
+        "http/throttled",
+    ),
+    # --- false-positive traps: none of these is censorship
+    (
+        "CDN: another address that serves a valid certificate",
+        m([system(B)], [tcp(B)], [tls(B)], [], page(address=B)),
+        CONTROL,
+        "accessible",
+        None,
+    ),
+    (
+        "CDN over plain HTTP: other address, same page",
+        m([system(B)], [tcp(B)], [], [], page(url=HTTP_T.url, address=B), target=HTTP_T),
+        ctl(target=HTTP_T),
+        "accessible",
+        None,
+    ),
+    (
+        "down: NXDOMAIN from the control too",
+        m([dns_fail("nxdomain")]),
+        ctl(dns_=(dns_fail("nxdomain"),), tcp_=(), tls_=()),
+        "down",
+        None,
+    ),
+    (
+        "down: TCP refused from the control too",
+        m([system(A)], [tcp(failure="refused")]),
+        ctl(tcp_=(tcp(failure="refused"),), tls_=()),
+        "down",
+        None,
+    ),
+    (
+        "down: TLS fails from the control too",
+        m([system(A)], [tcp()], [tls(failure="eof")]),
+        ctl(tls_=(tls(failure="eof"),)),
+        "down",
+        None,
+    ),
+    (
+        "down: certificate broken everywhere",
+        m([system(A)], [tcp()], [tls(failure="invalid_certificate")]),
+        ctl(tls_=(tls(failure="invalid_certificate"),)),
+        "down",
+        None,
+    ),
+    (
+        "down: HTTP fails from the control too",
+        m([system(A)], [tcp()], [tls()], [], page(failure="reset")),
+        ctl(http_=page(failure="timeout")),
+        "down",
+        None,
+    ),
+    (
+        "the control reached other addresses only",
+        m([system(A)], [tcp(failure="timeout")]),
+        ctl(dns_=(system(C_ADDR),), tcp_=(tcp(C_ADDR),)),
+        "inconclusive",
+        None,
+    ),
+    (
+        "site's own 451 over plain HTTP",
+        m(
+            [system(A)],
+            [tcp()],
+            [],
+            [],
+            page(url=HTTP_T.url, status=451, title="Unavailable", length=200, sha="c" * 64),
+            target=HTTP_T,
+        ),
+        ctl(target=HTTP_T),
+        "accessible",
+        None,
+    ),
+    (
+        "localized page: same title, other length",
+        m(
+            [system(A)],
+            [tcp()],
+            [],
+            [],
+            page(url=HTTP_T.url, length=3000, sha="d" * 64),
+            target=HTTP_T,
+        ),
+        ctl(target=HTTP_T),
+        "accessible",
+        None,
+    ),
+    (
+        "HTTPS page differing from the control's is never a diff",
+        m([system(A)], [tcp()], [tls()], [], page(title="Другой", length=100, sha="e" * 64)),
+        CONTROL,
+        "accessible",
+        None,
+    ),
+    (
+        "slow vantage link is not throttling",
+        m([system(A)], [tcp()], [tls()], [], page(length=1 << 20, throughput=600_000.0)),
+        ctl(http_=page(throughput=50_000_000.0)),
+        "accessible",
+        None,
+    ),
+    (
+        "too little data to call a rate",
+        m([system(A)], [tcp()], [tls()], [], page(length=5000, throughput=2000.0)),
+        ctl(http_=page(throughput=50_000_000.0)),
+        "accessible",
+        None,
+    ),
+    (
+        "AAAA empty while A answers",
+        m(
+            [
+                dns_ok(A),
+                DNSObservation("192.0.2.53", "udp", "AAAA", 0.01, "NOERROR", failure="no_answer"),
+            ],
+            [tcp()],
+            [tls()],
+            [],
+            page(),
+        ),
+        CONTROL,
+        "accessible",
+        None,
+    ),
+    (
+        "the control helper is unreachable",
+        m([system(A)], [tcp(failure="timeout")]),
+        Control(error="connection refused"),
+        "inconclusive",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "meas", "control", "verdict", "blocking"),
+    WITH_CONTROL,
+    ids=[c[0] for c in WITH_CONTROL],
+)
+def test_verdict_with_control(
+    name: str, meas: Measurement, control: Control, verdict: str, blocking: str | None
+) -> None:
+    v = judge(meas, control, public_ranges=PUBLIC)
+    assert (v.verdict, f"{v.blocking.layer}/{v.blocking.method}" if v.blocking else None) == (
+        verdict,
+        blocking,
+    ), v.explanation
+    assert v.explanation and v.summary
+
+
+def test_the_method_table_is_covered() -> None:
+    """Every (layer, method) of DESIGN.md's table has a row above."""
+    design = {
+        f"dns/{m}"
+        for m in (
+            "nxdomain",
+            "servfail",
+            "refused",
+            "no_answer",
+            "timeout",
+            "bogon",
+            "injected",
+            "inconsistent",
+        )
+    }
+    design |= {f"tcp/{m}" for m in ("timeout", "reset", "refused", "unreachable")}
+    design |= {f"tls/{m}" for m in ("reset", "timeout", "eof", "invalid_certificate", "alert")}
+    design |= {f"http/{m}" for m in ("reset", "timeout", "eof", "blockpage", "diff", "throttled")}
+    assert design == {c[4] for c in WITH_CONTROL if c[4]}
+
+
+def test_unreachable_control_says_so() -> None:
+    v = judge(m([system(A)], [tcp(failure="timeout")]), Control(error="connection refused"))
+    assert "control helper did not answer (connection refused)" in v.explanation
+
+
+def test_a_known_censor_dns_answer_needs_no_control() -> None:
+    fp = Fingerprint("ooni.cn_0", "dns", "full", "8.7.198.45")
+    v = judge(m([system("8.7.198.45")], [tcp("8.7.198.45", "timeout")]), None, (fp,))
+    assert (v.verdict, v.blocking) == ("blocked", Blocking("dns", "inconsistent"))
+    assert "ooni.cn_0" in v.explanation
+
+
+def test_a_single_failure_that_a_retry_does_not_confirm_is_not_a_block() -> None:
+    """One lost packet: the first measurement times out, the re-measurement loads."""
+    blocked = judge(m([system(A)], [tcp(failure="timeout")]), CONTROL)
+    fine = judge(OK, CONTROL)
+    verdict, _ = _settle([blocked, fine], m(), OK)
+    assert (verdict.verdict, verdict.attempts, verdict.agreed) == ("accessible", 2, 1)
+    assert "not confirmed" in verdict.explanation
+    confirmed, _ = _settle([blocked, blocked], m(), m())
+    assert (confirmed.verdict, confirmed.attempts, confirmed.agreed) == ("blocked", 2, 2)
