@@ -5,18 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import csv
+import io
 import json
+import logging
 import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn, TextIO
+from xml.etree import ElementTree as ET
 
 from probe import __version__, runner
 from probe.config import Config, ConfigError, Settings, load, override
-from probe.exporter import ResultsCollector, render
+from probe.exporter import ResultsCollector, push, render
 from probe.model import Result, Target
 
 EXIT_ACCESSIBLE = 0
@@ -27,7 +32,7 @@ EXIT_CONFIG = 65
 EXIT_UNAVAILABLE = 69  # the lab cannot run here (no root, no namespaces)
 EXIT_INTERRUPTED = 130
 
-FORMATS = ("table", "json", "jsonl", "prometheus")
+FORMATS = ("table", "json", "jsonl", "prometheus", "junit")
 
 EPILOG = """\
 exit status: 0 all accessible · 1 something blocked or throttled · 2 inconclusive, down or
@@ -48,14 +53,64 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _measure_flags(p: argparse.ArgumentParser) -> None:
+    """The settings both `check` and `serve` take; they override the targets file's."""
+    p.add_argument(
+        "--control",
+        metavar="URL",
+        help="the control helper (censorprobe control) on an unfiltered network; "
+        "without it only what this vantage alone proves is called blocked",
+    )
+    p.add_argument(
+        "--control-token",
+        metavar="T",
+        help="bearer token for the control (or CENSORPROBE_CONTROL_TOKEN)",
+    )
+    p.add_argument(
+        "--resolver",
+        action="append",
+        metavar="ADDR|DoH-URL",
+        help="'system', an IP[:port] (UDP, listens for injected answers) or an https:// "
+        "DoH URL; repeatable; replaces settings.resolvers",
+    )
+    p.add_argument(
+        "--ca-file", metavar="PEM", help="extra trust anchors (SSL_CERT_FILE is honoured too)"
+    )
+    p.add_argument(
+        "--public-range",
+        action="append",
+        metavar="CIDR",
+        help="special-purpose range to treat as public (labs); repeatable",
+    )
+    p.add_argument("--vantage", metavar="NAME", help="name of this vantage point")
+    p.add_argument("--country", metavar="CC", help="country code of this vantage point")
+    p.add_argument("--timeout", type=float, metavar="S", help="timeout of each step (default 10)")
+    p.add_argument(
+        "--concurrency", type=int, metavar="N", help="targets measured at once (default 16)"
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        metavar="N",
+        help="re-measure a target that looks blocked N times before the verdict stands (default 1)",
+    )
+    p.add_argument(
+        "--retry-pause",
+        type=float,
+        metavar="S",
+        help="pause before a re-measurement (default 10; the GFW's residual blocking lasts ~90 s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="censorprobe",
-        description="Internet-censorship availability "
-        "probe: tests DNS, TCP, TLS and HTTP and says how a service is blocked.",
+        description="Internet-censorship availability probe: "
+        "tests DNS, TCP, TLS and HTTP and says how a service is blocked.",
     )
     parser.add_argument("--version", action="version", version=f"censorprobe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     check = sub.add_parser(
         "check",
         help="measure URLs or domains once and print a diagnosis",
@@ -72,53 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="targets.yaml or a Citizen Lab CSV (default: ./targets.yaml when no URL is given)",
     )
-    check.add_argument(
-        "--control",
-        metavar="URL",
-        help="the control helper (censorprobe control) on an unfiltered network; without it "
-        "only what this vantage alone proves is called blocked",
-    )
-    check.add_argument(
-        "--control-token",
-        metavar="T",
-        help="bearer token for the control (or CENSORPROBE_CONTROL_TOKEN)",
-    )
-    check.add_argument(
-        "--resolver",
-        action="append",
-        metavar="ADDR|DoH-URL",
-        help="'system', an IP[:port] (UDP, listens for injected answers) or an "
-        "https:// DoH URL; repeatable; replaces settings.resolvers",
-    )
-    check.add_argument(
-        "--ca-file", metavar="PEM", help="extra trust anchors (SSL_CERT_FILE is honoured too)"
-    )
-    check.add_argument(
-        "--public-range",
-        action="append",
-        metavar="CIDR",
-        help="special-purpose range to treat as public (labs); repeatable",
-    )
-    check.add_argument("--vantage", metavar="NAME", help="name of this vantage point")
-    check.add_argument("--country", metavar="CC", help="country code of this vantage point")
-    check.add_argument(
-        "--timeout", type=float, metavar="S", help="timeout of each step (default 10)"
-    )
-    check.add_argument(
-        "--concurrency", type=int, metavar="N", help="targets measured at once (default 16)"
-    )
-    check.add_argument(
-        "--retries",
-        type=int,
-        metavar="N",
-        help="re-measure a target that looks blocked N times before the verdict stands (default 1)",
-    )
-    check.add_argument(
-        "--retry-pause",
-        type=float,
-        metavar="S",
-        help="pause before a re-measurement (default 10; the GFW's residual blocking lasts ~90 s)",
-    )
+    _measure_flags(check)
     check.add_argument(
         "--budget",
         type=float,
@@ -128,7 +137,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--format", choices=FORMATS, default="table", help="output format")
     check.add_argument("--output", metavar="FILE", help="write the output here instead of stdout")
+    check.add_argument(
+        "--textfile",
+        metavar="DIR",
+        help="also write DIR/censorprobe.prom for node_exporter's textfile collector (atomically)",
+    )
+    check.add_argument(
+        "--push-gateway", metavar="URL", help="also push the metrics to a Prometheus Pushgateway"
+    )
     check.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
+
+    serve = sub.add_parser(
+        "serve",
+        help="measure targets every interval; /metrics, /probe, a status page, an archive",
+        description="Measure every target each interval and serve the latest results: /metrics "
+        "(Prometheus), /probe?target=URL (one fresh measurement, like blackbox_exporter), "
+        "/results (JSON), /healthz, and a status page at /. Every measurement is appended to an "
+        "archive under --data-dir. The targets file is reloaded when it changes or on SIGHUP.",
+        epilog="example: censorprobe serve --targets targets.yaml --listen 0.0.0.0:9716 "
+        "--data-dir /var/lib/censorprobe --country RU --vantage msk-1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--targets", required=True, metavar="FILE", help="targets.yaml or a CSV")
+    serve.add_argument(
+        "--listen",
+        default="0.0.0.0:9716",
+        metavar="HOST:PORT",
+        help="address to serve on (default 0.0.0.0:9716)",
+    )
+    serve.add_argument(
+        "--interval",
+        type=float,
+        metavar="S",
+        help="seconds between rounds (default 300, ±10%% jitter)",
+    )
+    serve.add_argument(
+        "--data-dir", metavar="DIR", help="append every measurement to DIR/results-DAY.N.jsonl"
+    )
+    _measure_flags(serve)
+
+    report = sub.add_parser(
+        "report",
+        help="summarise an evidence archive per service and country",
+        description="Summarise archives written by serve (files or directories): per service and "
+        "country, the measurements, when it was first and last blocked, and how.",
+    )
+    report.add_argument(
+        "archives", nargs="+", metavar="ARCHIVE", help="archive files or directories"
+    )
+    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    report.add_argument("--output", metavar="FILE", help="write here instead of stdout")
 
     ctl = sub.add_parser(
         "control",
@@ -186,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = lab_sub.add_parser(
         "exec",
         help="run a command inside a vantage",
-        description="Run a command inside a vantage: censorprobe lab exec a -- "
-        "dig injected.lab.test",
+        description="Run a command inside a vantage: censorprobe lab exec a "
+        "-- dig injected.lab.test",
     )
     run.add_argument("vantage", help="a or b")
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
@@ -207,51 +265,162 @@ def main(argv: Sequence[str] | None = None) -> int:
         return lab_command(args)
     if args.command == "control":
         return control_command(args)
+    if args.command == "serve":
+        return serve_command(args)
+    if args.command == "report":
+        return report_command(args)
     raise AssertionError(args.command)  # argparse accepts only known commands
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--listen {text!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The settings given on the command line (those present on this subcommand)."""
+    names = {"resolver": "resolvers", "public_range": "public_ranges"}
+    keys = (
+        "resolver",
+        "public_range",
+        "ca_file",
+        "vantage",
+        "country",
+        "timeout",
+        "concurrency",
+        "control",
+        "control_token",
+        "retries",
+        "retry_pause",
+        "interval",
+    )
+    out = {names.get(k, k): getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    token = os.environ.get("CENSORPROBE_CONTROL_TOKEN")
+    if "control_token" not in out and token and hasattr(args, "control_token"):
+        out["control_token"] = token
+    return out
+
+
+def _settings(config: Config, args: argparse.Namespace) -> Config:
+    settings = override(config.settings, _overrides(args))
+    if settings.ca_file and not Path(settings.ca_file).is_file():
+        raise ConfigError(f"--ca-file {settings.ca_file}: no such file")
+    return replace(config, settings=settings)
+
+
+def _config_error(exc: ConfigError) -> int:
+    print(f"censorprobe: {exc}", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def control_command(args: argparse.Namespace) -> int:
     from probe import control
 
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        return _usage_error(f"--listen {args.listen!r}: expected HOST:PORT")
     try:
-        settings = override(
-            Settings(),
-            {
-                k: v
-                for k, v in {
-                    "resolvers": args.resolver,
-                    "public_ranges": args.public_range,
-                    "ca_file": args.ca_file,
-                    "timeout": args.timeout,
-                }.items()
-                if v is not None
-            },
-        )
+        host, port = _listen(args.listen)
+        settings = override(Settings(), _overrides(args))
     except ConfigError as exc:
-        print(f"censorprobe: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _config_error(exc)
     if args.concurrency <= 0:
         return _usage_error("--concurrency must be positive")
     token = args.token or os.environ.get("CENSORPROBE_CONTROL_TOKEN")
-    print(
-        f"censorprobe control: listening on {host}:{port}" + (" (token required)" if token else ""),
-        file=sys.stderr,
-    )
+    note = " (token required)" if token else ""
+    print(f"censorprobe control: listening on {host}:{port}{note}", file=sys.stderr)
     try:
-        asyncio.run(
-            control.serve(
-                settings, host.strip("[]"), int(port), token=token, concurrency=args.concurrency
-            )
-        )
+        asyncio.run(control.serve(settings, host, port, token=token, concurrency=args.concurrency))
     except OSError as exc:
         print(
             f"censorprobe control: cannot listen on {args.listen}: {exc.strerror or exc}",
             file=sys.stderr,
         )
         return EXIT_UNAVAILABLE
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from probe.serve import Daemon
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    try:
+        host, port = _listen(args.listen)
+        daemon = Daemon(args.targets, lambda config: _settings(config, args), args.data_dir)
+    except ConfigError as exc:
+        return _config_error(exc)
+    try:
+        asyncio.run(daemon.run(host, port))
+    except OSError as exc:
+        print(
+            f"censorprobe serve: cannot listen on {args.listen}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from probe import archive, report
+
+    missing = [a for a in args.archives if not Path(a).exists()]
+    if missing:
+        return _usage_error(f"no such archive: {', '.join(missing)}")
+    rows = report.summarise(archive.read(args.archives))
+    if args.format == "json":
+        text = json.dumps([r.to_json() for r in rows], indent=2) + "\n"
+    elif args.format == "csv":
+        out = io.StringIO()
+        fields = list(report.Row("", "").to_json())
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            doc = r.to_json()
+            writer.writerow(
+                {**doc, "methods": " ".join(doc["methods"]), "vantages": " ".join(doc["vantages"])}
+            )
+        text = out.getvalue()
+    else:
+        table = [
+            (
+                "SERVICE",
+                "COUNTRY",
+                "MEASURED",
+                "BLOCKED",
+                "FIRST BLOCKED",
+                "LAST BLOCKED",
+                "HOW",
+                "NOW",
+            )
+        ]
+        for r in rows:
+            d = r.to_json()
+            table.append(
+                (
+                    r.service,
+                    r.country,
+                    str(r.measurements),
+                    str(r.blocked),
+                    d["first_blocked"] or "-",
+                    d["last_blocked"] or "-",
+                    ",".join(d["methods"]) or "-",
+                    r.last_verdict,
+                )
+            )
+        text = _columns(table)
+    return _write(args.output, text)
+
+
+def _write(path: str | None, text: str) -> int:
+    try:
+        if path:
+            Path(path).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+    except OSError as exc:
+        print(f"censorprobe: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 
@@ -298,26 +467,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
             targets.append(Target.parse(text))
         except ValueError as exc:
             raise ConfigError(f"argument {i + 1}: {exc}") from None
-    overrides = {"resolvers": args.resolver, "public_ranges": args.public_range}
-    for key in (
-        "ca_file",
-        "vantage",
-        "country",
-        "timeout",
-        "concurrency",
-        "control",
-        "control_token",
-        "retries",
-        "retry_pause",
-    ):
-        overrides[key] = getattr(args, key)
-    overrides["control_token"] = overrides["control_token"] or os.environ.get(
-        "CENSORPROBE_CONTROL_TOKEN"
-    )
-    settings = override(config.settings, {k: v for k, v in overrides.items() if v is not None})
-    if settings.ca_file and not Path(settings.ca_file).is_file():
-        raise ConfigError(f"--ca-file {settings.ca_file}: no such file")
-    return Config(settings, tuple(targets))
+    return _settings(Config(config.settings, tuple(targets)), args)
 
 
 def check(args: argparse.Namespace) -> int:
@@ -339,13 +489,7 @@ def check(args: argparse.Namespace) -> int:
     progress.finish()
     finished = time.time()
     text = format_results(args.format, results, config.settings, started, finished, ended)
-    try:
-        if args.output:
-            Path(args.output).write_text(text, encoding="utf-8")
-        else:
-            sys.stdout.write(text)
-    except OSError as exc:
-        print(f"censorprobe: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+    if _write(args.output, text) != 0 or _export(args, results, config.settings) != 0:
         return EXIT_USAGE
     if ended:
         print(f"censorprobe: run ended early: {ended}", file=sys.stderr)
@@ -369,6 +513,27 @@ async def _run(
         )
     finally:
         ticker.cancel()
+
+
+def _export(args: argparse.Namespace, results: Sequence[Result], settings: Settings) -> int:
+    """--textfile and --push-gateway: the same metrics as --format prometheus."""
+    if not (args.textfile or args.push_gateway):
+        return 0
+    collector = ResultsCollector(settings.vantage, settings.country)
+    for r in results:
+        collector.record(r)
+    try:
+        if args.textfile:
+            final = Path(args.textfile) / "censorprobe.prom"
+            tmp = final.with_suffix(f".prom.{os.getpid()}.tmp")  # node_exporter skips it
+            tmp.write_bytes(render(collector))
+            tmp.replace(final)
+        if args.push_gateway:
+            push(args.push_gateway, collector)
+    except OSError as exc:
+        print(f"censorprobe: cannot export metrics: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
 
 
 def exit_code(results: Sequence[Result]) -> int:
@@ -450,7 +615,41 @@ def format_results(
         for r in results:
             collector.record(r)
         return render(collector).decode()
+    if fmt == "junit":
+        return format_junit(results, settings)
     return format_table(results, color=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+
+
+def format_junit(results: Sequence[Result], settings: Settings) -> str:
+    """One test case per URL: blocked/throttled fail, inconclusive/down are skipped."""
+    suite = ET.Element(
+        "testsuite",
+        name=f"censorprobe {settings.vantage} ({settings.country})",
+        tests=str(len(results)),
+    )
+    failures = skipped = 0
+    for r in results:
+        t = r.measurement.target
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=t.service,
+            name=t.url,
+            time=f"{r.measurement.timings.get('total', 0.0):.3f}",
+        )
+        v = r.verdict
+        if v.verdict in ("blocked", "throttled"):
+            failures += 1
+            how = f" {v.blocking.layer}/{v.blocking.method}" if v.blocking else ""
+            ET.SubElement(case, "failure", message=f"{v.verdict}{how}").text = v.explanation
+        elif v.verdict != "accessible":
+            skipped += 1
+            ET.SubElement(case, "skipped", message=f"{v.verdict}: {v.explanation}")
+    suite.set("failures", str(failures))
+    suite.set("skipped", str(skipped))
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    )
 
 
 _COLORS = {
@@ -476,20 +675,31 @@ def format_table(results: Sequence[Result], color: bool = False) -> str:
                 f"{r.measurement.timings.get('total', 0.0):.1f}s",
             )
         )
-    limits = (18, 44, 12, 22, 48, 7)
-    cells = [[_clip(c, n) for c, n in zip(row, limits, strict=True)] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(limits))]
+    text = _columns(rows, limits=(18, 44, 12, 22, 48, 7), color_column=2 if color else None)
+    why = [
+        f"{r.measurement.target.url}: {r.verdict.explanation}"
+        for r in results
+        if r.verdict.verdict != "accessible"
+    ]
+    return text + ("\n" + "\n".join(why) + "\n" if why else "")
+
+
+def _columns(
+    rows: Sequence[Sequence[str]],
+    limits: Sequence[int] | None = None,
+    color_column: int | None = None,
+) -> str:
+    """Rows as aligned columns; cells clipped to `limits`; one column coloured by verdict."""
+    cells = [[_clip(c, limits[i]) if limits else c for i, c in enumerate(row)] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     lines = []
     for k, row in enumerate(cells):
         padded = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
-        if color and k > 0:
-            padded[2] = f"\033[{_COLORS.get(row[2], '0')}m{padded[2]}\033[0m"
+        if color_column is not None and k > 0:
+            code = _COLORS.get(row[color_column], "0")
+            padded[color_column] = f"\033[{code}m{padded[color_column]}\033[0m"
         lines.append("  ".join(padded).rstrip())
-    lines.append("")
-    for r in results:
-        if r.verdict.verdict != "accessible":
-            lines.append(f"{r.measurement.target.url}: {r.verdict.explanation}")
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def _clip(text: str, limit: int) -> str:

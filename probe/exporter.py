@@ -7,11 +7,15 @@ its query string, and the service label is `service_name` (Prometheus and the op
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry, generate_latest
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -21,8 +25,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from probe import __version__
-from probe.model import VERDICTS, Result
+from probe import __version__, runner, statuspage
+from probe.config import Settings
+from probe.model import VERDICTS, Result, Target
 
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STEPS = ("dns", "tcp_tls", "sni_check", "http", "total")
@@ -137,8 +142,134 @@ class ResultsCollector(Collector):
         yield info
 
 
-def render(collector: ResultsCollector) -> bytes:
-    """The text exposition format, from a private registry (never the global one)."""
+def _registry(collector: ResultsCollector) -> CollectorRegistry:
+    """A private registry (never the global one)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
-    return generate_latest(registry)
+    return registry
+
+
+def render(collector: ResultsCollector) -> bytes:
+    """The text exposition format."""
+    return generate_latest(_registry(collector))
+
+
+def push(gateway: str, collector: ResultsCollector) -> None:
+    """To a Pushgateway, grouped by vantage so vantages do not overwrite each other."""
+    push_to_gateway(
+        gateway,
+        job="censorprobe",
+        registry=_registry(collector),
+        grouping_key={"vantage": collector.vantage},
+        timeout=30,
+    )
+
+
+# --- the HTTP side of `censorprobe serve` ---------------------------------------------------
+
+
+class Source(Protocol):
+    """What the endpoints read: the daemon's latest state."""
+
+    collector: ResultsCollector
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def round_info(self) -> str: ...
+
+    def healthy(self) -> bool: ...
+
+
+PROBE_MARGIN = 0.5  # answer this long before Prometheus gives up on the scrape
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def make_app(source: Source) -> web.Application:
+    """/metrics, /probe, /results, /result, /healthz and the status page at /."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=render(source.collector), headers={"Content-Type": CONTENT_TYPE})
+
+    async def probe(request: web.Request) -> web.Response:
+        try:
+            target = Target.parse(request.query.get("target", ""))
+        except ValueError as exc:
+            return web.Response(status=400, text=f"target: {exc}\n")
+        settings = replace(source.settings, retries=0)  # a scrape has no time for a pause
+        budget = runner.target_deadline(settings)
+        header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+        if header:
+            try:
+                budget = max(0.5, float(header) - PROBE_MARGIN)
+            except ValueError:
+                return web.Response(
+                    status=400, text="X-Prometheus-Scrape-Timeout-Seconds: not a number\n"
+                )
+        start = time.perf_counter()
+        results, _ = await runner.run([target], settings, budget=budget)
+        collector = ResultsCollector(settings.vantage, settings.country)
+        collector.record(results[0])
+        text = (
+            render(collector)
+            + (
+                "# HELP censorprobe_probe_duration_seconds How long the probe took\n"
+                "# TYPE censorprobe_probe_duration_seconds gauge\n"
+                f"censorprobe_probe_duration_seconds {time.perf_counter() - start:.6f}\n"
+                "# HELP censorprobe_probe_success 1 when the target is accessible\n"
+                "# TYPE censorprobe_probe_success gauge\n"
+                f"censorprobe_probe_success {int(results[0].verdict.verdict == 'accessible')}\n"
+            ).encode()
+        )
+        return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE})
+
+    def _latest() -> list[Result]:
+        return list(source.collector.latest.values())
+
+    async def results(request: web.Request) -> web.Response:
+        service = request.query.get("service")
+        verdict = request.query.get("verdict")
+        chosen = [
+            r.to_json()
+            for r in _latest()
+            if (service is None or r.measurement.target.service == service)
+            and (verdict is None or r.verdict.verdict == verdict)
+        ]
+        return web.json_response(
+            {
+                "vantage": source.settings.vantage,
+                "country": source.settings.country,
+                "results": chosen,
+            }
+        )
+
+    async def result(request: web.Request) -> web.Response:
+        found = source.collector.latest.get(request.query.get("url", ""))
+        if found is None:
+            return web.json_response({"error": "no result for that url"}, status=404)
+        return web.json_response(found.to_json())
+
+    async def healthz(request: web.Request) -> web.Response:
+        ok = source.healthy()
+        return web.Response(
+            status=200 if ok else 503,
+            text=("ok" if ok else "stalled") + f": {source.round_info()}\n",
+        )
+
+    async def index(request: web.Request) -> web.Response:
+        page = statuspage.render(
+            _latest(),
+            source.settings.vantage,
+            source.settings.country,
+            round_info=source.round_info(),
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/probe", probe)
+    app.router.add_get("/results", results)
+    app.router.add_get("/result", result)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", index)
+    return app

@@ -273,10 +273,14 @@ class Result:
     verdict: Verdict
     control: Control | None = None
     finished: float = 0.0
+    vantage: str = ""
+    country: str = ""
 
     def to_json(self) -> dict[str, Any]:
         m = self.measurement
         return {
+            "vantage": self.vantage,
+            "country": self.country,
             "service": m.target.service,
             "category": m.target.category,
             "url": m.target.url,

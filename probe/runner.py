@@ -257,9 +257,10 @@ async def _sni_check(failed: TLSObservation, rt: Runtime) -> TLSObservation:
     return obs
 
 
-def unmeasured(target: Target, why: str) -> Result:
+def unmeasured(target: Target, why: str, s: Settings) -> Result:
     m = Measurement(target, time.time(), notes=(why,))
-    return Result(m, Verdict("inconclusive", None, why, why.split(":")[0]), finished=time.time())
+    verdict = Verdict("inconclusive", None, why, why.split(":")[0])
+    return Result(m, verdict, None, time.time(), s.vantage, s.country)
 
 
 async def measure_and_judge(target: Target, rt: Runtime) -> Result:
@@ -280,11 +281,12 @@ async def measure_and_judge(target: Target, rt: Runtime) -> Result:
         return unmeasured(
             target,
             f"not measured: exceeded the target deadline of {target_deadline(s):.0f}s (a bug)",
+            s,
         )
     except Exception as exc:
-        return unmeasured(target, f"not measured: internal error {describe(exc)}")
+        return unmeasured(target, f"not measured: internal error {describe(exc)}", s)
     verdict, m = _settle(verdicts, first, last)
-    return Result(m, verdict, control, finished=time.time())
+    return Result(m, verdict, control, time.time(), s.vantage, s.country)
 
 
 async def _attempt(
@@ -373,5 +375,8 @@ async def run(
         await asyncio.gather(work, stopper, return_exceptions=True)
     finally:
         await rt.close()
-    out = [results.get(i) or unmeasured(t, f"not measured: {ended}") for i, t in enumerate(targets)]
+    out = [
+        results.get(i) or unmeasured(t, f"not measured: {ended}", settings)
+        for i, t in enumerate(targets)
+    ]
     return out, ended

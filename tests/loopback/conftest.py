@@ -81,7 +81,7 @@ async def web_server() -> AsyncIterator[Callable[..., Awaitable[int]]]:
     runners: list[web.AppRunner] = []
 
     async def start(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> int:
-        runner = web.AppRunner(app, handle_signals=False)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()

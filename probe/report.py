@@ -1,0 +1,63 @@
+"""`censorprobe report`: what an evidence archive says, per service and country."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Row:
+    service: str
+    country: str
+    measurements: int = 0
+    blocked: int = 0  # blocked or throttled
+    first_blocked: float | None = None
+    last_blocked: float | None = None
+    last_verdict: str = ""
+    last_measured: float = 0.0
+    methods: set[str] = field(default_factory=set)
+    vantages: set[str] = field(default_factory=set)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "country": self.country,
+            "measurements": self.measurements,
+            "blocked": self.blocked,
+            "first_blocked": _iso(self.first_blocked),
+            "last_blocked": _iso(self.last_blocked),
+            "last_verdict": self.last_verdict,
+            "last_measured": _iso(self.last_measured),
+            "methods": sorted(self.methods),
+            "vantages": sorted(self.vantages),
+        }
+
+
+def _iso(t: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None
+
+
+def summarise(records: Iterable[dict[str, Any]]) -> list[Row]:
+    """One row per (service, country), ordered by service."""
+    rows: dict[tuple[str, str], Row] = {}
+    for r in records:
+        service, country = str(r.get("service", "?")), str(r.get("country", "") or "?")
+        row = rows.setdefault((service, country), Row(service, country))
+        when = r.get("finished") or r.get("started") or 0.0
+        if not isinstance(when, (int, float)):
+            continue
+        row.measurements += 1
+        row.vantages.add(str(r.get("vantage", "") or "?"))
+        if when >= row.last_measured:
+            row.last_measured, row.last_verdict = float(when), str(r.get("verdict", "?"))
+        if r.get("verdict") in ("blocked", "throttled"):
+            row.blocked += 1
+            row.first_blocked = min(row.first_blocked or when, when)
+            row.last_blocked = max(row.last_blocked or when, when)
+            blocking = r.get("blocking")
+            if isinstance(blocking, dict):
+                row.methods.add(f"{blocking.get('layer')}/{blocking.get('method')}")
+    return sorted(rows.values(), key=lambda row: (row.service, row.country))

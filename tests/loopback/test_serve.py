@@ -1,0 +1,267 @@
+"""`censorprobe serve` as a process on 127.0.0.1: metrics, /probe, results, the status page, reloads,
+signals and the evidence archive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from probe import archive
+from tests.conftest import require_tool
+
+Start = Callable[..., Awaitable[int]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def origin(web_server: Start, delay: float = 0.0) -> int:
+    async def index(request: web.Request) -> web.Response:
+        await asyncio.sleep(delay)
+        return web.Response(
+            text=f"<title>page {request.path}</title>" + "x" * 3000, content_type="text/html"
+        )
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", index)
+    return await web_server(app)
+
+
+class Serve:
+    def __init__(self, proc: asyncio.subprocess.Process, url: str, log: Path) -> None:
+        self.proc, self.url, self.log = proc, url, log
+
+    async def get(self, path: str, **headers: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as s, s.get(self.url + path, headers=headers) as r:
+            return r.status, await r.text()
+
+    async def until(self, path: str, predicate: Callable[[str], bool], timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            try:
+                _, text = await self.get(path)
+                if predicate(text):
+                    return text
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+        raise AssertionError(
+            f"{path} never satisfied the condition; last:\n{text[-2000:]}\n"
+            f"log:\n{self.log.read_text()[-3000:]}"
+        )
+
+
+@pytest.fixture
+async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Serve]]]:
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start(targets: Path, *extra: str) -> Serve:
+        port = free_port()
+        log = tmp_path / f"serve-{port}.log"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "probe",
+            "serve",
+            "--targets",
+            str(targets),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--vantage",
+            "vp-test",
+            "--country",
+            "DE",
+            "--timeout",
+            "2",
+            *extra,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        return Serve(proc, f"http://127.0.0.1:{port}", log)
+
+    yield start
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def targets_file(path: Path, *urls: str) -> Path:
+    path.write_text(
+        "targets:\n" + "".join(f"  - url: {u}\n    service: svc{i}\n" for i, u in enumerate(urls))
+    )
+    return path
+
+
+async def test_metrics_results_status_page_and_archive(
+    serve, web_server: Start, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    ok = f"http://127.0.0.1:{await origin(web_server)}/"
+    dead = f"http://127.0.0.1:{free_port()}/"
+    data = tmp_path / "data"
+    s = await serve(
+        targets_file(tmp_path / "t.yaml", ok, dead), "--interval", "1", "--data-dir", str(data)
+    )
+    metrics = await s.until(
+        "/metrics", lambda t: t.count("censorprobe_last_measurement_timestamp_seconds{") == 2
+    )
+    assert (
+        f'censorprobe_target_verdict{{country="DE",service_name="svc0",target="{ok}",'
+        'vantage="vp-test",verdict="accessible"} 1.0'
+    ) in metrics
+    assert f'target="{dead}",vantage="vp-test",verdict="inconclusive"}} 1.0' in metrics
+    assert 'censorprobe_build_info{country="DE",vantage="vp-test",version="0.1.0"} 1.0' in metrics
+    assert "127.0.0.1:" not in "".join(
+        line for line in metrics.splitlines() if "target=" not in line
+    )
+
+    _, body = await s.get("/results?verdict=accessible")
+    assert [r["url"] for r in json.loads(body)["results"]] == [ok]
+    status, _ = await s.get("/healthz")
+    assert status == 200
+    _, page = await s.get("/")
+    assert "<script" not in page and "http://" not in page.split("<body>")[0]  # no external assets
+    assert ok in page and dead in page and "accessible" in page
+    _, evidence = await s.get(f"/result?url={ok}")
+    assert json.loads(evidence)["evidence"]["probe"]["http"]["status"] == 200
+
+    await s.until("/healthz", lambda t: "rounds" in t)  # a round has finished: records are archived
+    records = list(archive.read([data]))
+    assert {r["url"] for r in records} >= {ok, dead}
+    assert all(r["vantage"] == "vp-test" and r["country"] == "DE" for r in records)
+    report = subprocess.run(
+        [sys.executable, "-m", "probe", "report", str(data)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "svc0" in report and "DE" in report
+
+
+async def test_promtool_accepts_the_exposition(serve, web_server: Start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    promtool = require_tool("promtool")
+    ok = f"http://127.0.0.1:{await origin(web_server)}/"
+    s = await serve(targets_file(tmp_path / "t.yaml", ok), "--interval", "1")
+    metrics = await s.until("/metrics", lambda t: "censorprobe_target_verdict{" in t)
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=metrics, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_probe_endpoint_answers_one_fresh_measurement(
+    serve, web_server: Start, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    ok = f"http://127.0.0.1:{await origin(web_server)}/fresh"
+    s = await serve(targets_file(tmp_path / "t.yaml", ok), "--interval", "3600")
+    await s.until("/healthz", lambda t: t.startswith("ok"))
+    status, text = await s.get(
+        f"/probe?target={ok}", **{"X-Prometheus-Scrape-Timeout-Seconds": "5"}
+    )
+    assert status == 200
+    assert f'target="{ok}",vantage="vp-test",verdict="accessible"}} 1.0' in text
+    assert "censorprobe_probe_success 1" in text
+    status, text = await s.get("/probe?target=ftp://nope")
+    assert status == 400 and "not an http(s) URL" in text
+
+
+async def test_probe_honours_the_scrape_timeout(serve, web_server: Start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    slow = f"http://127.0.0.1:{await origin(web_server, delay=10)}/"
+    s = await serve(
+        targets_file(tmp_path / "t.yaml", slow), "--interval", "3600", "--timeout", "20"
+    )
+    await s.until("/healthz", lambda t: t.startswith("ok"))
+    start = time.monotonic()
+    _, text = await s.get(f"/probe?target={slow}", **{"X-Prometheus-Scrape-Timeout-Seconds": "2"})
+    assert time.monotonic() - start < 3
+    assert 'verdict="inconclusive"} 1.0' in text
+    assert "censorprobe_probe_success 0" in text
+
+
+async def test_reload_on_change_keeps_the_old_list_when_broken_and_on_sighup(  # type: ignore[no-untyped-def]
+    serve, web_server: Start, tmp_path: Path
+) -> None:
+    port = await origin(web_server)
+    a, b = f"http://127.0.0.1:{port}/a", f"http://127.0.0.1:{port}/b"
+    path = targets_file(tmp_path / "t.yaml", a, b)
+    s = await serve(path, "--interval", "1")
+    await s.until("/metrics", lambda t: f'target="{b}"' in t and f'target="{a}"' in t)
+    path.write_text("targets:\n  - url: htps://broken\n")
+    await s.until("/healthz", lambda _: "t.yaml:2: targets[0].url" in s.log.read_text())
+    _, metrics = await s.get("/metrics")
+    assert f'target="{b}"' in metrics  # the old list stands
+    targets_file(path, a)
+    await s.until("/metrics", lambda t: f'target="{b}"' not in t and f'target="{a}"' in t)
+    # SIGHUP reloads even when the file's timestamp and size did not change
+    targets_file(tmp_path / "other.yaml", b)
+    os.replace(tmp_path / "other.yaml", path)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    s.proc.send_signal(signal.SIGHUP)
+    await s.until("/metrics", lambda t: f'target="{b}"' in t and f'target="{a}"' not in t)
+
+
+async def test_sigterm_stops_within_seconds_mid_round(
+    serve, web_server: Start, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    slow = f"http://127.0.0.1:{await origin(web_server, delay=30)}/"
+    s = await serve(targets_file(tmp_path / "t.yaml", slow), "--interval", "1", "--timeout", "60")
+    await s.until("/healthz", lambda t: "running" in t)
+    start = time.monotonic()
+    s.proc.send_signal(signal.SIGTERM)
+    code = await asyncio.wait_for(s.proc.wait(), 10)
+    assert code == 0
+    assert time.monotonic() - start < 5
+    assert "stopped" in s.log.read_text()
+
+
+async def test_kill_9_mid_round_leaves_every_finished_record_readable(  # type: ignore[no-untyped-def]
+    serve, web_server: Start, tmp_path: Path
+) -> None:
+    port = await origin(web_server, delay=0.15)
+    urls = [f"http://127.0.0.1:{port}/p{i}" for i in range(40)]
+    data = tmp_path / "data"
+    s = await serve(
+        targets_file(tmp_path / "t.yaml", *urls),
+        "--interval",
+        "1",
+        "--concurrency",
+        "2",
+        "--data-dir",
+        str(data),
+    )
+    text = await s.until("/results", lambda t: len(json.loads(t)["results"]) >= 8)
+    finished = {r["url"] for r in json.loads(text)["results"]}
+    s.proc.kill()
+    await s.proc.wait()
+    assert len(finished) < len(urls)  # killed in the middle of the round
+    records = list(archive.read([data]))
+    assert finished <= {r["url"] for r in records}
+    lines = sum(len(p.read_text().splitlines()) for p in archive.files([data]))
+    assert lines - len(records) <= 1  # at most one torn line, from the write the kill cut
+
+
+def test_require_tool_is_honest_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing tool skips a test locally, but fails it in CI."""
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception):
+        require_tool("promtool")
