@@ -1,5 +1,5 @@
-"""`censorprobe serve` as a process on 127.0.0.1: metrics, /probe, results, the status page, reloads,
-signals and the evidence archive."""
+"""`censorprobe serve` as a process on 127.0.0.1: metrics, /probe, results, the status page,
+reloads, signals and the evidence archive."""
 
 from __future__ import annotations
 
@@ -147,7 +147,8 @@ async def test_metrics_results_status_page_and_archive(
     records = list(archive.read([data]))
     assert {r["url"] for r in records} >= {ok, dead}
     assert all(r["vantage"] == "vp-test" and r["country"] == "DE" for r in records)
-    report = subprocess.run(
+    report = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "probe", "report", str(data)],
         capture_output=True,
         text=True,
@@ -161,8 +162,12 @@ async def test_promtool_accepts_the_exposition(serve, web_server: Start, tmp_pat
     ok = f"http://127.0.0.1:{await origin(web_server)}/"
     s = await serve(targets_file(tmp_path / "t.yaml", ok), "--interval", "1")
     metrics = await s.until("/metrics", lambda t: "censorprobe_target_verdict{" in t)
-    check = subprocess.run(
-        [promtool, "check", "metrics"], input=metrics, capture_output=True, text=True
+    check = await asyncio.to_thread(
+        subprocess.run,
+        [promtool, "check", "metrics"],
+        input=metrics,
+        capture_output=True,
+        text=True,
     )
     assert check.returncode == 0, check.stdout + check.stderr
 
