@@ -59,7 +59,8 @@ class Daemon:
                 f"{len(self.config.targets)} measured"
             )
         if self.last_round_seconds is not None:
-            return f"{self.rounds} rounds, the last took {self.last_round_seconds:.0f}s"
+            rounds = f"{self.rounds} round" + ("s" if self.rounds != 1 else "")
+            return f"{rounds}, the last took {self.last_round_seconds:.0f}s"
         return "waiting for the first round"
 
     def healthy(self) -> bool:
