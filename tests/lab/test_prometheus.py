@@ -73,11 +73,12 @@ def stack(lab_up: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
             )
         )
     config = tmp / "prometheus.yml"
+    scraped = ", ".join(f"{ip}:{PORT}" for ip in VANTAGE_IP.values())
     config.write_text(
         "global: {scrape_interval: 2s, scrape_timeout: 1s}\n"
         "scrape_configs:\n"
         "  - job_name: censorprobe\n"
-        f"    static_configs: [{{targets: [{', '.join(f'{ip}:{PORT}' for ip in VANTAGE_IP.values())}]}}]\n"
+        f"    static_configs: [{{targets: [{scraped}]}}]\n"
     )
     procs.append(
         subprocess.Popen(
