@@ -30,7 +30,7 @@ from aiohttp import web
 
 from probe import runner
 from probe.config import Settings
-from probe.measure import tls
+from probe.measure import http, tls
 from probe.measure.failure import describe
 from probe.model import (
     Control,
@@ -200,7 +200,7 @@ async def ask(rt: runner.Runtime, target: Target, addresses: list[str]) -> Contr
                 asyncio.timeout(runner.target_deadline(s) + 5),
                 rt.session.post(url, json=body, headers=headers) as resp,
             ):
-                text = await resp.content.read(8 << 20)
+                text = await http.read_capped(resp, 8 << 20)
                 if resp.status != 200:
                     error = f"HTTP {resp.status}: {text[:200].decode('utf-8', 'replace')}"
                     if resp.status < 500:

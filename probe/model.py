@@ -10,6 +10,7 @@ exceptions into these names where the library raises, and the verdict reads only
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import types
 import typing
@@ -313,13 +314,18 @@ def from_json(cls: type[T], data: Any) -> T:
     """The inverse of `to_json` for this module's dataclasses; raises ValueError on bad input."""
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    hints, names = _fields(cls)  # type: ignore[arg-type]  # classes are hashable
     kwargs = {n: _convert(hints[n], data[n], n) for n in names if n in data}
     try:
         return cls(**kwargs)
     except TypeError as exc:
         raise ValueError(f"{cls.__name__}: {exc}") from None
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[dict[str, Any], list[str]]:
+    """Resolved annotations and field names (get_type_hints is slow: once per class)."""
+    return typing.get_type_hints(cls), [f.name for f in dataclasses.fields(cls)]
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:

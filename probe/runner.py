@@ -90,10 +90,10 @@ async def _load_fingerprints(
             if source.startswith(("http://", "https://")):
                 async with session.get(source) as resp:
                     resp.raise_for_status()
-                    text = (await resp.content.read(16 << 20)).decode("utf-8")
+                    text = (await http.read_capped(resp, 16 << 20)).decode("utf-8")
             else:
                 text = await asyncio.to_thread(Path(source).read_text, encoding="utf-8")
-        except (OSError, aiohttp.ClientError, UnicodeDecodeError, TimeoutError) as exc:
+        except (OSError, aiohttp.ClientError, ValueError, TimeoutError) as exc:
             raise ConfigError(f"fingerprints: cannot read {source}: {describe(exc)}") from None
         out.extend(load_fingerprints(text, source))
     return tuple(out)

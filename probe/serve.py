@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import signal
@@ -28,6 +29,17 @@ from probe.model import Result
 log = logging.getLogger("censorprobe.serve")
 WATCH_PERIOD = 2.0
 JITTER = 0.1
+
+
+def _settle_memory() -> None:
+    """Collect now, between rounds, and move what survives out of the collector's sight.
+
+    A full collection scans every tracked object: with the libraries' import-time objects and a
+    round's results that is tens of milliseconds, during which nothing answers a scrape. What
+    lives long (modules, the latest results) is frozen; frozen objects are still freed by
+    reference counting, and results hold no cycles."""
+    gc.collect()
+    gc.freeze()
 
 
 class Daemon:
@@ -84,10 +96,7 @@ class Daemon:
             log.error("targets not reloaded, keeping %d targets: %s", len(self.config.targets), exc)
             return
         self.config = config
-        self.collector.vantage, self.collector.country = (
-            config.settings.vantage,
-            config.settings.country,
-        )
+        self.collector.relabel(config.settings.vantage, config.settings.country)
         self.collector.keep_only(t.url for t in config.targets)
         log.info("reloaded %s: %d targets", self.targets_path, len(config.targets))
 
@@ -106,6 +115,7 @@ class Daemon:
 
     async def _rounds(self) -> None:
         interval = self.settings.interval
+        _settle_memory()
         await self._sleep(random.uniform(0, min(30.0, interval * JITTER)))
         while not self.stop.is_set():
             started = time.monotonic()
@@ -117,6 +127,7 @@ class Daemon:
                 config.targets, config.settings, stop=self.stop, progress=self._record
             )
             self.round_started = None
+            _settle_memory()
             self.last_round_seconds = time.monotonic() - started
             log.info(
                 "round %d: %d targets in %.1fs%s",

@@ -16,8 +16,8 @@ DNS block. A false "blocked" is worse than a miss:
   with tolerances: a body-length proportion under `BODY_PROPORTION` *and* another title, or
   another status that is not the site's own (403/429/451 are reported as what they are).
 - Throttled: data flows, at under `THROTTLE_RATIO` of the control's rate and under
-  `THROTTLE_CEILING`, over at least `THROTTLE_MIN_BYTES` (a vantage's own slow link is above the
-  ceiling; a policer in the wild holds ~130-150 kbit/s).
+  `THROTTLE_CEILING`, over at least `THROTTLE_MIN_BYTES` or the whole throughput window (a
+  vantage's own slow link is above the ceiling; a policer in the wild holds ~130-150 kbit/s).
 """
 
 from __future__ import annotations
@@ -427,8 +427,8 @@ def _http(x: _Context) -> Verdict | None:
 def _throttled(h: HTTPObservation, control: HTTPObservation) -> Verdict | None:
     if h.throughput is None or control.throughput is None or h.throughput <= 0:
         return None
-    if h.body_length < THROTTLE_MIN_BYTES:
-        return None
+    if h.body_length < THROTTLE_MIN_BYTES and h.truncated != "window":
+        return None  # a small page that completed says nothing about the rate
     if h.throughput < THROTTLE_RATIO * control.throughput and h.throughput < THROTTLE_CEILING:
         return Verdict(
             "throttled",

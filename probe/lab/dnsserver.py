@@ -68,13 +68,23 @@ class DNSServer:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     async def start(self) -> DNSServer:
+        """Bind UDP and TCP on one port; with port 0, retry where TCP finds that port taken."""
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UDP(self), local_addr=(self.host, self.port)
-        )
-        self._udp = transport
-        self.port = transport.get_extra_info("sockname")[1]
-        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+        attempts = 0
+        while True:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UDP(self), local_addr=(self.host, self.port)
+            )
+            port = transport.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
+                break
+            except OSError:
+                transport.close()
+                attempts += 1
+                if self.port or attempts == 10:
+                    raise
+        self._udp, self.port = transport, port
         return self
 
     async def stop(self) -> None:

@@ -23,6 +23,7 @@ import dns.rdatatype
 
 from probe.config import parse_resolver_address
 from probe.measure.failure import classify, describe
+from probe.measure.http import read_capped
 from probe.model import DNSObservation, DNSResponse
 
 _RCODE_FAILURES = {"NXDOMAIN": "nxdomain", "SERVFAIL": "servfail", "REFUSED": "refused"}
@@ -322,11 +323,12 @@ async def resolve_doh(
                     failure="protocol",
                     error=f"DoH server answered HTTP {resp.status}",
                 )
-            data = await resp.content.read(MAX_DOH_BODY + 1)
+            data = await read_capped(resp, MAX_DOH_BODY)
     except Exception as exc:
-        failure, error = classify(exc)
+        # an answer too large for DNS is not DNS
+        failure, error = ("protocol", str(exc)) if isinstance(exc, ValueError) else classify(exc)
         return DNSObservation(
             url, "doh", qtype, time.perf_counter() - start, failure=failure, error=error
         )
-    response, message = _parse_reply(query, data[:MAX_DOH_BODY], time.perf_counter() - start)
+    response, message = _parse_reply(query, data, time.perf_counter() - start)
     return _observation(url, "doh", qtype, start, message, [response], False, None)

@@ -100,6 +100,7 @@ class _Body:
     sample: bytearray = field(default_factory=bytearray)
     first_byte: float | None = None
     last_byte: float | None = None
+    stopped: float | None = None  # when reading ended: the window's end for a slow download
     truncated: str | None = None
 
     def add(self, chunk: bytes, now: float) -> None:
@@ -112,11 +113,15 @@ class _Body:
             self.sample += chunk[: SAMPLE_BYTES - len(self.sample)]
 
     def throughput(self) -> float | None:
-        if self.first_byte is None or self.last_byte is None or self.length == 0:
+        """Bytes per second from the first body byte until reading stopped: a download that
+        stalls inside the window is measured over the whole window, not up to its last byte."""
+        if self.first_byte is None or self.last_byte is None:
             return None
-        span = self.last_byte - self.first_byte
-        # one chunk: no interval to measure over
-        return round(self.length / span, 1) if span > 0 else None
+        span = (self.stopped or self.last_byte) - self.first_byte
+        return round(self.length / span, 1) if span > 0 else None  # one chunk, then EOF: no rate
+
+    def stop(self, truncated: str | None, at: float) -> None:
+        self.truncated, self.stopped = truncated, at
 
 
 @dataclass
@@ -210,26 +215,33 @@ async def _read_body(
     while True:
         now = time.perf_counter()
         if window_end is not None and now >= window_end:
-            body.truncated = "window"
-            return
+            return body.stop("window", window_end)
         wait = timeout if window_end is None else min(timeout, window_end - now)
         try:
             async with asyncio.timeout(wait):
                 chunk = await resp.content.readany()
         except TimeoutError:
             if window_end is not None and time.perf_counter() >= window_end - 0.001:
-                body.truncated = "window"
-                return
+                return body.stop("window", window_end)
             raise
-        if not chunk:
-            return
         now = time.perf_counter()
+        if not chunk:
+            return body.stop(None, body.last_byte or now)
         if window_end is None:
             window_end = now + window
         body.add(chunk[: cap - body.length], now)
         if body.length >= cap:
-            body.truncated = "cap"
-            return
+            return body.stop("cap", now)
+
+
+async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or ValueError past `limit` bytes (a read(n) may return fewer than n)."""
+    data = bytearray()
+    while chunk := await resp.content.read(65536):
+        data += chunk
+        if len(data) > limit:
+            raise ValueError(f"{resp.url}: answer larger than {limit} bytes")
+    return bytes(data)
 
 
 def _headers(resp: aiohttp.ClientResponse) -> dict[str, str]:

@@ -149,13 +149,14 @@ async def test_metrics_results_status_page_and_archive(
     records = list(archive.read([data]))
     assert {r["url"] for r in records} >= {ok, dead}
     assert all(r["vantage"] == "vp-test" and r["country"] == "DE" for r in records)
-    report = await asyncio.to_thread(
+    done = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "probe", "report", str(data)],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout
+    )
+    report = done.stdout
     assert "svc0" in report and "DE" in report
 
 

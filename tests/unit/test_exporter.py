@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from probe.exporter import ResultsCollector, render, target_label
 from probe.model import Blocking, HTTPObservation, Measurement, Result, Target, Verdict
@@ -71,3 +71,16 @@ def test_no_blocking_series_while_accessible_and_removed_targets_vanish() -> Non
 
 def test_target_label_drops_query_and_fragment() -> None:
     assert target_label("https://x.example/path?session=123#top") == "https://x.example/path"
+
+
+def test_render_is_exactly_what_prometheus_client_renders() -> None:
+    """The cached fast path and generate_latest over the collector give the same text, escaping
+    included, so the two can never drift apart."""
+    c = ResultsCollector('vp"1\\', "CN")
+    c.record(result("https://a.example/", "blocked", Blocking("tls", "reset")))
+    c.record(result('https://b.example/x"y\\z', "accessible"))
+    c.record(result("https://c.example/", "throttled", Blocking("http", "throttled")))
+    assert render(c) == generate_latest(registry(c))
+    c.relabel("vp2", "RU")
+    assert render(c) == generate_latest(registry(c))
+    assert b'vantage="vp2"' in render(c)
