@@ -14,13 +14,12 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn, TextIO
 from xml.etree import ElementTree as ET
 
 from probe import __version__, runner
-from probe.config import Config, ConfigError, Settings, load, override
+from probe.config import Config, ConfigError, Settings, load, override, parse_shard, shard
 from probe.exporter import ResultsCollector, push, render
 from probe.model import Result, Target
 
@@ -93,6 +92,12 @@ def _measure_flags(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="re-measure a target that looks blocked N times before the verdict stands (default 1)",
+    )
+    p.add_argument(
+        "--shard",
+        metavar="i/n",
+        help="measure only shard i (0-based) of n, split by a stable hash of the URL: for several "
+        "replicas of one vantage with one large list",
     )
     p.add_argument(
         "--retry-pause",
@@ -304,10 +309,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _settings(config: Config, args: argparse.Namespace) -> Config:
+    """The command line applied to a loaded targets file: settings, then the shard."""
     settings = override(config.settings, _overrides(args))
     if settings.ca_file and not Path(settings.ca_file).is_file():
         raise ConfigError(f"--ca-file {settings.ca_file}: no such file")
-    return replace(config, settings=settings)
+    targets = config.targets
+    if args.shard:
+        try:
+            targets = shard(targets, *parse_shard(args.shard))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return Config(settings, targets)
 
 
 def _config_error(exc: ConfigError) -> int:

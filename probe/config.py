@@ -7,6 +7,7 @@ unknown keys are errors too, because a typo that passes silently measures the wr
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import ipaddress
 import socket
@@ -102,6 +103,24 @@ def check_cidr(text: str) -> str:
     except ValueError:
         raise ValueError(f"{text!r} is not a CIDR range") from None
     return text
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`i/n`: this replica measures shard i (0-based) of n; raises ValueError otherwise."""
+    left, _, right = text.partition("/")
+    if not (left.isdigit() and right.isdigit()) or not 0 <= int(left) < int(right):
+        raise ValueError(f"--shard {text!r}: expected i/n with 0 <= i < n, e.g. 0/3")
+    return int(left), int(right)
+
+
+def shard(targets: tuple[Target, ...], index: int, count: int) -> tuple[Target, ...]:
+    """The targets of shard `index` of `count`, by a stable hash of the URL: every replica of a
+    vantage agrees on the split without talking to the others, and a target keeps its shard."""
+
+    def bucket(t: Target) -> int:
+        return int.from_bytes(hashlib.sha256(t.url.encode()).digest()[:8], "big") % count
+
+    return tuple(t for t in targets if bucket(t) == index)
 
 
 def load(path: str | Path) -> Config:

@@ -119,6 +119,7 @@ class ResultsCollector(Collector):
         self.latest: dict[str, Result] = {}
         self.series: dict[str, _Series] = {}
         self.totals: Counter[str] = Counter()
+        self.control: Counter[str] = Counter()  # answers from the control helper: ok / error
         self.steps = {step: _Histogram() for step in STEPS}
 
     def record(self, result: Result) -> None:
@@ -126,6 +127,8 @@ class ResultsCollector(Collector):
         self.latest[url] = result
         self.series[url] = _Series(result, self.vantage, self.country)
         self.totals[result.verdict.verdict] += 1
+        if result.control is not None:
+            self.control["error" if result.control.error else "ok"] += 1
         for step, seconds in result.measurement.timings.items():
             if step in self.steps:
                 self.steps[step].observe(seconds)
@@ -163,6 +166,14 @@ class ResultsCollector(Collector):
         for v in VERDICTS:
             total.add_metric([self.vantage, v], float(self.totals[v]))
         yield total
+        control = CounterMetricFamily(
+            "censorprobe_control_requests",
+            "Answers from the control helper, by outcome (error: unreachable, refused or garbled)",
+            labels=["vantage", "outcome"],
+        )
+        for outcome in ("ok", "error"):
+            control.add_metric([self.vantage, outcome], float(self.control[outcome]))
+        yield control
         duration = HistogramMetricFamily(
             "censorprobe_step_duration_seconds",
             "Duration of each measurement step",

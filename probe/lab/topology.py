@@ -350,6 +350,41 @@ def status() -> str:
     return "\n".join(lines) + "\n"
 
 
+ATTACHED = ("198.18.5.1/30", "198.18.5.2/30")  # the ISP's side, the attached namespace's
+
+
+def attach(pid: int) -> str:
+    """Make the network namespace of process `pid` (e.g. a container started with
+    `--network none`) a third vantage behind the ISP; returns its address. `down` undoes it."""
+    require_root()
+    if ns("isp") not in existing_namespaces():
+        raise LabError("the lab is down: run 'censorprobe lab up' first")
+    isp_addr, addr = ATTACHED
+    _run(
+        "ip",
+        "link",
+        "add",
+        "to-c",
+        "netns",
+        ns("isp"),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "lab0",
+        "netns",
+        str(pid),
+    )
+    _run("ip", "-n", ns("isp"), "addr", "add", isp_addr, "dev", "to-c")
+    _run("ip", "-n", ns("isp"), "link", "set", "to-c", "up")
+    inside = ["nsenter", "-t", str(pid), "-n", "ip"]
+    _run(*inside, "addr", "add", addr, "dev", "lab0")
+    _run(*inside, "link", "set", "lab0", "up")
+    _run(*inside, "route", "add", "default", "via", isp_addr.split("/")[0])
+    _run("ip", "-n", ns("border"), "route", "add", "198.18.5.0/30", "via", "198.18.3.1")
+    return addr.split("/")[0]
+
+
 def exec_argv(vantage: str, command: list[str]) -> list[str]:
     """The command line that runs `command` inside a vantage namespace."""
     require_root()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -16,6 +15,7 @@ from probe.config import Settings
 from probe.control import MAX_REQUEST_BYTES, ControlService
 from probe.model import Target
 from probe.runner import Runtime, measure_and_judge
+from tests.conftest import free_port
 from tests.loopback.conftest import page, settings
 
 Start = Callable[..., Awaitable[int]]
@@ -168,12 +168,7 @@ async def _judged(target: str, **kw: object) -> dict[str, object]:
 async def test_a_dead_control_makes_failures_inconclusive_with_the_reason(
     web_server: Start,
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    dead, closed = free_port(), free_port()
     r = await _judged(f"http://127.0.0.1:{closed}/", control=f"http://127.0.0.1:{dead}")
     assert r["verdict"] == "inconclusive"
     assert "control helper did not answer" in str(r["explanation"])

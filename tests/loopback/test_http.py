@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import time
 from collections.abc import Awaitable, Callable
 
 from probe.model import Measurement, Target
 from probe.runner import Runtime, measure
 from probe.verdict import judge
+from tests.conftest import free_port
 from tests.loopback.conftest import Handler, reset, settings
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n"
@@ -174,10 +174,7 @@ async def test_garbage_status_line_is_a_protocol_failure(
 
 
 async def test_nothing_listening_is_refused_at_tcp() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
-    m = await run(port)
+    m = await run(free_port())
     assert [o.failure for o in m.tcp] == ["refused"]
     assert m.http is None
     assert judge(m).summary == "TCP refused"

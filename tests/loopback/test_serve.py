@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,15 +19,9 @@ import pytest
 from aiohttp import web
 
 from probe import archive
-from tests.conftest import require_tool
+from tests.conftest import free_port, require_tool
 
 Start = Callable[..., Awaitable[int]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def origin(web_server: Start, delay: float = 0.0) -> int:

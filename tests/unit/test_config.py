@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probe.config import ConfigError, Settings, load, load_csv, load_yaml, override
+from probe.config import (
+    ConfigError,
+    Settings,
+    load,
+    load_csv,
+    load_yaml,
+    override,
+    parse_shard,
+    shard,
+)
 from tests.conftest import SHARED
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,3 +163,16 @@ def test_any_text_is_parsed_or_refused_with_a_config_error(text: str) -> None:
         load_csv(text, "fuzz.csv")
     except ConfigError as exc:
         assert str(exc).startswith("fuzz.csv")
+
+
+def test_shards_split_a_list_without_overlap_and_stay_put() -> None:
+    """`--shard i/n`: every target in exactly one shard, the same one on every replica."""
+    targets = load(SHARED / "test-lists" / "global.csv").targets
+    shards = [shard(targets, i, 3) for i in range(3)]
+    assert sorted(t.url for s in shards for t in s) == sorted(t.url for t in targets)
+    assert all(len(s) > len(targets) / 4 for s in shards)  # roughly even
+    assert shard(targets, 1, 3) == shard(targets, 1, 3)
+    assert parse_shard("2/3") == (2, 3)
+    for bad in ("3/3", "a/2", "1", "-1/2"):
+        with pytest.raises(ValueError, match="expected i/n"):
+            parse_shard(bad)
