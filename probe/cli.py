@@ -13,9 +13,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 from xml.etree import ElementTree as ET
 
 from probe import __version__, runner
@@ -340,12 +340,20 @@ def control_command(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("CENSORPROBE_CONTROL_TOKEN")
     note = " (token required)" if token else ""
     print(f"censorprobe control: listening on {host}:{port}{note}", file=sys.stderr)
+    return _run_server(
+        "control",
+        args.listen,
+        control.serve(settings, host, port, token=token, concurrency=args.concurrency),
+    )
+
+
+def _run_server(name: str, listen: str, main: Coroutine[Any, Any, None]) -> int:
+    """Run a server until it stops; a port that cannot be bound is a clear error."""
     try:
-        asyncio.run(control.serve(settings, host, port, token=token, concurrency=args.concurrency))
+        asyncio.run(main)
     except OSError as exc:
         print(
-            f"censorprobe control: cannot listen on {args.listen}: {exc.strerror or exc}",
-            file=sys.stderr,
+            f"censorprobe {name}: cannot listen on {listen}: {exc.strerror or exc}", file=sys.stderr
         )
         return EXIT_UNAVAILABLE
     return 0
@@ -362,15 +370,7 @@ def serve_command(args: argparse.Namespace) -> int:
         daemon = Daemon(args.targets, lambda config: _settings(config, args), args.data_dir)
     except ConfigError as exc:
         return _config_error(exc)
-    try:
-        asyncio.run(daemon.run(host, port))
-    except OSError as exc:
-        print(
-            f"censorprobe serve: cannot listen on {args.listen}: {exc.strerror or exc}",
-            file=sys.stderr,
-        )
-        return EXIT_UNAVAILABLE
-    return 0
+    return _run_server("serve", args.listen, daemon.run(host, port))
 
 
 def report_command(args: argparse.Namespace) -> int:

@@ -197,7 +197,7 @@ async def ask(rt: runner.Runtime, target: Target, addresses: list[str]) -> Contr
         start = time.perf_counter()
         try:
             async with (
-                asyncio.timeout(runner.target_deadline(s) + 5),
+                asyncio.timeout(runner.target_deadline(s) + runner.CONTROL_GRACE),
                 rt.session.post(url, json=body, headers=headers) as resp,
             ):
                 text = await http.read_capped(resp, 8 << 20)

@@ -37,6 +37,8 @@ from probe.model import (
 )
 from probe.verdict import judge
 
+# how much longer than the probe's own deadline the control's answer may take (it starts later)
+CONTROL_GRACE = 5.0
 # TLS failures after which a harmless SNI to the same address is worth one handshake
 SNI_CHECK_AFTER = frozenset({"reset", "timeout", "eof", "alert", "protocol"})
 
@@ -105,8 +107,10 @@ def target_deadline(s: Settings) -> float:
 
 
 def default_budget(s: Settings, count: int) -> float:
-    """Enough for every target to take its whole deadline; a run normally ends long before."""
-    return math.ceil(count / s.concurrency) * target_deadline(s) + 5.0
+    """Enough for every target to take its whole deadline on every attempt, with the control's
+    answers and the pauses between attempts; a run normally ends long before."""
+    one = (s.retries + 1) * (target_deadline(s) + CONTROL_GRACE) + s.retries * s.retry_pause
+    return math.ceil(count / s.concurrency) * one + 5.0
 
 
 async def measure(
@@ -304,6 +308,8 @@ async def _attempt(
     try:
         async with asyncio.timeout(target_deadline(rt.settings)):
             m = await measure(target, rt, after_dns=ask_control)
+        # the control started after our DNS step and measures as long: its client has its own
+        # timeout (the target deadline plus CONTROL_GRACE)
         return m, (await asked[0] if asked else control)
     finally:
         for task in asked:
@@ -375,6 +381,8 @@ async def run(
         await asyncio.gather(work, stopper, return_exceptions=True)
     finally:
         await rt.close()
+    if not work.cancelled() and work.exception() is not None:
+        raise work.exception()  # type: ignore[misc]  # a bug (or the progress callback's error)
     out = [
         results.get(i) or unmeasured(t, f"not measured: {ended}", settings)
         for i, t in enumerate(targets)

@@ -104,7 +104,10 @@ class Daemon:
         self.measured_in_round = done
         self.collector.record(result)
         if self.archive is not None:
-            self.archive.append(result.to_json())
+            try:
+                self.archive.append(result.to_json())
+            except OSError as exc:  # a full disk must not stop the measurements
+                log.error("archive: cannot write under %s: %s", self.archive.directory, exc)
 
     async def _watch(self) -> None:
         while True:
@@ -123,9 +126,13 @@ class Daemon:
             self.round_started = time.time()
             self.measured_in_round = 0
             config = self.config
-            _, ended = await runner.run(
-                config.targets, config.settings, stop=self.stop, progress=self._record
-            )
+            try:
+                _, ended = await runner.run(
+                    config.targets, config.settings, stop=self.stop, progress=self._record
+                )
+            except Exception:  # a bug: log it, keep the daemon and its last results
+                log.exception("round %d failed", self.rounds)
+                ended = "failed"
             self.round_started = None
             _settle_memory()
             self.last_round_seconds = time.monotonic() - started

@@ -206,6 +206,13 @@ def _dns_failure(
     failure = first.failure or "no_answer"
     if failure not in DNS_METHODS:
         return None
+    answered_elsewhere = any(
+        o.addresses for r, obs in resolvers.items() if r != resolver for o in obs
+    )
+    if resolver != "system" and failure == "timeout" and answered_elsewhere:
+        return (
+            None  # that resolver is unreachable from here, for every name: not this target's block
+        )
     # another resolver of this vantage answering with a genuine address is as good as a control
     elsewhere = [
         a

@@ -44,6 +44,12 @@ def reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+async def reset_after_hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """What an SNI filter does: read the start of the ClientHello, answer with a RST."""
+    await reader.read(1)
+    reset(writer)
+
+
 @pytest.fixture
 async def raw_server() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
     """Start a TCP server on 127.0.0.1 whose connections `handler` serves; returns its port."""

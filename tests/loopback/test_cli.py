@@ -8,7 +8,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tests.loopback.conftest import Handler, reset
+from tests.loopback.conftest import Handler, reset_after_hello
 
 
 async def censorprobe(*args: str, timeout: float = 60) -> tuple[int, str, str]:
@@ -51,11 +51,7 @@ async def test_json_for_an_accessible_origin_has_evidence_for_every_step(
 async def test_reset_after_client_hello_is_reported_at_the_tls_step(
     raw_server: Callable[[Handler], Awaitable[int]],
 ) -> None:
-    async def rst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1)
-        reset(writer)
-
-    port = await raw_server(rst)
+    port = await raw_server(reset_after_hello)
     code, out, _ = await censorprobe("check", f"https://localhost:{port}/", "--format", "json")
     (result,) = json.loads(out)["results"]
     assert [t["failure"] for t in result["evidence"]["probe"]["tls"]] == ["reset"]

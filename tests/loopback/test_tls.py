@@ -12,7 +12,14 @@ from probe.measure import tls
 from probe.model import Target, TCPObservation, TLSObservation
 from probe.runner import Runtime, measure
 from probe.verdict import judge
-from tests.loopback.conftest import Handler, page, reset, server_context, settings
+from tests.loopback.conftest import (
+    Handler,
+    page,
+    reset,
+    reset_after_hello,
+    server_context,
+    settings,
+)
 
 
 async def handshake(
@@ -66,11 +73,7 @@ async def test_untrusted_certificate_is_kept_as_evidence(
 async def test_reset_after_client_hello_is_reset(
     raw_server: Callable[[Handler], Awaitable[int]],
 ) -> None:
-    async def rst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1)
-        reset(writer)
-
-    port = await raw_server(rst)
+    port = await raw_server(reset_after_hello)
     tcp_obs, obs = await handshake(port, "localhost", None)
     assert tcp_obs.failure is None
     assert obs is not None and obs.failure == "reset"

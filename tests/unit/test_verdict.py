@@ -651,3 +651,13 @@ def test_a_single_failure_that_a_retry_does_not_confirm_is_not_a_block() -> None
     assert "not confirmed" in verdict.explanation
     confirmed, _ = _settle([blocked, blocked], m(), m())
     assert (confirmed.verdict, confirmed.attempts, confirmed.agreed) == ("blocked", 2, 2)
+
+
+def test_an_unreachable_extra_resolver_is_not_the_targets_block() -> None:
+    """8.8.8.8 blocked in the country says nothing about the target the system resolver finds."""
+    silent = DNSObservation("8.8.8.8", "udp", "A", 2.0, failure="timeout")
+    v = judge(m([system(A), silent], [tcp()], [tls()], [], page()), CONTROL, public_ranges=PUBLIC)
+    assert v.verdict == "accessible"
+    nx = DNSObservation("8.8.8.8", "udp", "A", 0.01, "NXDOMAIN", failure="nxdomain")
+    lie = judge(m([system(A), nx], [tcp()], [tls()], [], page()), CONTROL, public_ranges=PUBLIC)
+    assert (lie.verdict, lie.blocking) == ("blocked", Blocking("dns", "nxdomain"))
