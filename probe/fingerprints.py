@@ -95,7 +95,11 @@ def load_csv(text: str, source: str) -> tuple[Fingerprint, ...]:
     """Parse OONI's format; every error names the source, line and column."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     needed = {"name", "scope", "location_found", "pattern_type", "pattern"}
-    missing = needed - set(reader.fieldnames or ())
+    try:
+        header = set(reader.fieldnames or ())
+    except csv.Error as exc:
+        raise ConfigError(f"{source}:1: {exc}") from None
+    missing = needed - header
     if missing:
         raise ConfigError(f"{source}:1: missing column(s) {', '.join(sorted(missing))}")
     out = []

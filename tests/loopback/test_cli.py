@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -129,3 +130,40 @@ async def test_a_budget_ends_the_run_and_reports_what_was_not_measured(
     assert "budget" in result["explanation"]
     assert "run ended early" in err
     assert code == 2
+
+
+async def test_ctrl_c_stops_and_still_prints_what_was_measured(
+    raw_server: Callable[[Handler], Awaitable[int]], tls_origin: int, ca_file: str
+) -> None:
+    """One target done, one stalled: SIGINT ends the run at once, both are reported, exit 130.
+    The run lasts more than a few seconds, so a progress line appears on stderr."""
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(60)
+
+    stalled = await raw_server(stall)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "probe",
+        "check",
+        f"https://localhost:{tls_origin}/",
+        f"http://127.0.0.1:{stalled}/",
+        "--ca-file",
+        ca_file,
+        "--timeout",
+        "30",
+        "--format",
+        "json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    await asyncio.sleep(3.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 130
+    doc = json.loads(out)
+    assert doc["ended_early"] == "interrupted"
+    assert [r["verdict"] for r in doc["results"]] == ["accessible", "inconclusive"]
+    assert "interrupted" in doc["results"][1]["explanation"]
+    assert "measured 1/2" in err.decode()
