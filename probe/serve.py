@@ -36,8 +36,10 @@ def _settle_memory() -> None:
 
     A full collection scans every tracked object: with the libraries' import-time objects and a
     round's results that is tens of milliseconds, during which nothing answers a scrape. What
-    lives long (modules, the latest results) is frozen; frozen objects are still freed by
-    reference counting, and results hold no cycles."""
+    lives long (modules, the latest results) is frozen until the next round ends; frozen objects
+    are still freed by reference counting, and unfreezing first lets the one full collection
+    per round free any cycle among them."""
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 

@@ -42,7 +42,6 @@ DNS_METHODS = ("nxdomain", "servfail", "refused", "no_answer", "timeout")
 TCP_METHODS = ("timeout", "reset", "refused", "unreachable")
 TLS_METHODS = ("reset", "timeout", "eof", "alert")
 HTTP_METHODS = ("reset", "timeout", "eof")
-SNI_BLOCK_FAILURES = ("reset", "timeout", "eof")
 BODY_PROPORTION = 0.7  # OONI's threshold for "the same page"
 THROTTLE_RATIO = 0.1
 THROTTLE_CEILING = 250_000.0  # bytes/s (2 Mbit/s)

@@ -26,7 +26,6 @@ class Injector:
         self.interface = interface
         self.names = {n.lower().rstrip(".") for n in names}
         self.forged = forged
-        self.injected = 0
         self._sniff: socket.socket | None = None
         self._send: socket.socket | None = None
 
@@ -57,7 +56,6 @@ class Injector:
             forged = self.forge(packet)
             if forged is not None:
                 self._send.sendto(forged, (socket.inet_ntoa(forged[16:20]), 0))
-                self.injected += 1
 
     def forge(self, packet: bytes) -> bytes | None:
         """The spoofed reply to `packet`, or None when it is not a query for a listed name."""
