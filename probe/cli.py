@@ -52,19 +52,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _measure_flags(p: argparse.ArgumentParser) -> None:
-    """The settings both `check` and `serve` take; they override the targets file's."""
-    p.add_argument(
-        "--control",
-        metavar="URL",
-        help="the control helper (censorprobe control) on an unfiltered network; "
-        "without it only what this vantage alone proves is called blocked",
-    )
-    p.add_argument(
-        "--control-token",
-        metavar="T",
-        help="bearer token for the control (or CENSORPROBE_CONTROL_TOKEN)",
-    )
+def _network_flags(p: argparse.ArgumentParser) -> None:
+    """How to reach targets: shared by `check`, `serve` and `control`."""
     p.add_argument(
         "--resolver",
         action="append",
@@ -81,9 +70,25 @@ def _measure_flags(p: argparse.ArgumentParser) -> None:
         metavar="CIDR",
         help="special-purpose range to treat as public (labs); repeatable",
     )
+    p.add_argument("--timeout", type=float, metavar="S", help="timeout of each step (default 10)")
+
+
+def _measure_flags(p: argparse.ArgumentParser) -> None:
+    """The settings both `check` and `serve` take; they override the targets file's."""
+    _network_flags(p)
+    p.add_argument(
+        "--control",
+        metavar="URL",
+        help="the control helper (censorprobe control) on an unfiltered network; "
+        "without it only what this vantage alone proves is called blocked",
+    )
+    p.add_argument(
+        "--control-token",
+        metavar="T",
+        help="bearer token for the control (or CENSORPROBE_CONTROL_TOKEN)",
+    )
     p.add_argument("--vantage", metavar="NAME", help="name of this vantage point")
     p.add_argument("--country", metavar="CC", help="country code of this vantage point")
-    p.add_argument("--timeout", type=float, metavar="S", help="timeout of each step (default 10)")
     p.add_argument(
         "--concurrency", type=int, metavar="N", help="targets measured at once (default 16)"
     )
@@ -211,20 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument(
         "--token", metavar="T", help="require this bearer token (or CENSORPROBE_CONTROL_TOKEN)"
     )
-    ctl.add_argument(
-        "--public-range",
-        action="append",
-        metavar="CIDR",
-        help="special-purpose range to treat as public (labs); repeatable",
-    )
-    ctl.add_argument(
-        "--resolver",
-        action="append",
-        metavar="ADDR|DoH-URL",
-        help="resolvers the control uses (default: system)",
-    )
-    ctl.add_argument("--ca-file", metavar="PEM", help="extra trust anchors")
-    ctl.add_argument("--timeout", type=float, metavar="S", help="timeout of each step (default 10)")
+    _network_flags(ctl)
     ctl.add_argument(
         "--concurrency",
         type=int,
