@@ -4,7 +4,8 @@
   origins, a distinct page per host name over HTTP and HTTPS, a large object for throughput;
 - isp: the ISP's resolver (lying for some names, forwarding the rest across the border), its
   blockpage server, the 302 redirector and the TLS interceptor;
-- border: the on-path DNS injector.
+- border: the on-path DNS injector;
+- control: the control helper, in the internet namespace, outside every censor.
 
 Each writes `STATE_DIR/ROLE.ready` once it serves.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import html
 import signal
 import ssl
@@ -205,20 +205,10 @@ async def main(role: str, state: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    held = await ROLES[role](state)
+    held = await ROLES[role](state)  # referenced until the end; the exit closes every socket
     (state / f"{role}.ready").write_text("ready\n")
     await stop.wait()
-    for item in held:
-        close = (
-            getattr(item, "cleanup", None)
-            or getattr(item, "close", None)
-            or getattr(item, "stop", None)
-        )
-        if close is not None:
-            with contextlib.suppress(Exception):
-                result = close()
-                if asyncio.iscoroutine(result):
-                    await result
+    del held
 
 
 if __name__ == "__main__":
