@@ -52,9 +52,9 @@ class Runtime:
     resolver: http.PinnedResolver
     verify: ssl.SSLContext  # the probe's trust anchors
     no_verify: ssl.SSLContext  # for fetching untrusted certificates and the harmless SNI
-    fingerprints: tuple[Fingerprint, ...] = BUILTIN
     # which addresses may be contacted: all for the probe; the control refuses special ones
-    allowed: Callable[[str], bool] = lambda address: True
+    allowed: Callable[[str], bool]
+    fingerprints: tuple[Fingerprint, ...] = BUILTIN
 
     @classmethod
     async def open(
@@ -69,9 +69,8 @@ class Runtime:
             resolver=resolver,
             verify=tls.make_context(settings.ca_file),
             no_verify=tls.make_context(verify=False),
+            allowed=allowed or (lambda address: True),
         )
-        if allowed is not None:
-            rt.allowed = allowed
         try:
             rt.fingerprints = BUILTIN + await _load_fingerprints(settings.fingerprints, rt.session)
         except BaseException:

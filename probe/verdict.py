@@ -14,7 +14,8 @@ DNS block. A false "blocked" is worse than a miss:
   comparing address sets alone gave ~72% false positives in one study.
 - HTTP pages are compared only over plain HTTP (a validated HTTPS page came from the site) and
   with tolerances: a body-length proportion under `BODY_PROPORTION` *and* another title, or
-  another status that is not the site's own (403/429/451 are reported as what they are).
+  another status that is not the site's own (403/429/451 are reported as what they are); a
+  redirect by the site to another of its own hosts (a regional edition) is not a diff.
 - Throttled: data flows, at under `THROTTLE_RATIO` of the control's rate and under
   `THROTTLE_CEILING`, over at least `THROTTLE_MIN_BYTES` or the whole throughput window (a
   vantage's own slow link is above the ceiling; a policer in the wild holds ~130-150 kbit/s).
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
 
 from probe.fingerprints import BUILTIN, Fingerprint, match_dns, match_http
 from probe.model import (
@@ -451,7 +453,7 @@ def _diff(x: _Context, h: HTTPObservation, control: HTTPObservation) -> Verdict 
         return None  # a page over validated TLS came from the site itself
     if h.status in SITE_STATUSES and h.status != control.status:
         return None  # reported by _reached as what it is
-    if _same_page(h, control):
+    if _same_page(h, control) or _localized(x.host, h, control):
         return None
     return _blocked(
         "http",
@@ -461,6 +463,19 @@ def _diff(x: _Context, h: HTTPObservation, control: HTTPObservation) -> Verdict 
         f"({control.body_length} bytes)",
         "page differs from the control's",
     )
+
+
+def _site(host: str) -> str:
+    return host.removeprefix("www.")
+
+
+def _localized(host: str, h: HTTPObservation, control: HTTPObservation) -> bool:
+    """The site itself redirected this vantage to another of its own hosts than the control's
+    (a regional edition): another page, but the site's choice, not the network's."""
+    final = urlsplit(h.final_url or "").hostname or ""
+    other = urlsplit(control.final_url or "").hostname or ""
+    site = _site(host)
+    return bool(h.hops) and final != other and (final == site or final.endswith("." + site))
 
 
 def _same_page(h: HTTPObservation | None, control: HTTPObservation | None) -> bool:

@@ -299,6 +299,7 @@ def page(
     headers: dict[str, str] | None = None,
     sample: str = "",
     hops: tuple[HTTPHop, ...] = (),
+    final: str | None = None,
 ) -> HTTPObservation:
     return HTTPObservation(
         url,
@@ -306,7 +307,7 @@ def page(
         failure,
         failure and "error",
         None if failure else status,
-        url,
+        final or url,
         address,
         headers or {},
         title if not failure else "",
@@ -533,6 +534,27 @@ WITH_CONTROL = [
         None,
     ),
     (
+        "regional edition: the site redirects this country to another of its own hosts",
+        m(
+            [system(A)],
+            [tcp()],
+            [],
+            [],
+            page(
+                url=HTTP_T.url,
+                title="Новости",
+                length=900,
+                sha="f" * 64,
+                hops=(HTTPHop(HTTP_T.url, 302, "http://ru.news.example/"),),
+                final="http://ru.news.example/",
+            ),
+            target=HTTP_T,
+        ),
+        ctl(target=HTTP_T),
+        "accessible",
+        None,
+    ),
+    (
         "localized page: same title, other length",
         m(
             [system(A)],
@@ -661,3 +683,22 @@ def test_an_unreachable_extra_resolver_is_not_the_targets_block() -> None:
     nx = DNSObservation("8.8.8.8", "udp", "A", 0.01, "NXDOMAIN", failure="nxdomain")
     lie = judge(m([system(A), nx], [tcp()], [tls()], [], page()), CONTROL, public_ranges=PUBLIC)
     assert (lie.verdict, lie.blocking) == ("blocked", Blocking("dns", "nxdomain"))
+
+
+def test_a_redirect_to_another_site_is_still_a_diff() -> None:
+    """Only the site's own hosts count as a regional edition; an unknown ISP page does not."""
+    hop = (HTTPHop(HTTP_T.url, 302, "http://filter.isp.example/denied"),)
+    denied = page(
+        url=HTTP_T.url,
+        title="Denied",
+        length=300,
+        sha="b" * 64,
+        hops=hop,
+        final="http://filter.isp.example/denied",
+    )
+    v = judge(
+        m([system(A)], [tcp()], [], [], denied, target=HTTP_T),
+        ctl(target=HTTP_T),
+        public_ranges=PUBLIC,
+    )
+    assert (v.verdict, v.blocking) == ("blocked", Blocking("http", "diff"))
