@@ -52,6 +52,7 @@ class Daemon:
         self.targets_path = Path(targets_path)
         self.configure = configure
         self.config = configure(load(targets_path))  # a broken file at start is fatal
+        self.urls = {t.url for t in self.config.targets}
         self.collector = ResultsCollector(self.settings.vantage, self.settings.country)
         self.archive = Archive(data_dir) if data_dir else None
         self.stop = asyncio.Event()
@@ -98,13 +99,17 @@ class Daemon:
             log.error("targets not reloaded, keeping %d targets: %s", len(self.config.targets), exc)
             return
         self.config = config
+        self.urls = {t.url for t in config.targets}
         self.collector.relabel(config.settings.vantage, config.settings.country)
-        self.collector.keep_only(t.url for t in config.targets)
+        self.collector.keep_only(self.urls)
         log.info("reloaded %s: %d targets", self.targets_path, len(config.targets))
 
     def _record(self, result: Result, done: int, total: int) -> None:
         self.measured_in_round = done
-        self.collector.record(result)
+        # a round started before a reload may finish a target the new list no longer has: its
+        # series must not come back (the measurement is still evidence, so it is archived)
+        if result.measurement.target.url in self.urls:
+            self.collector.record(result)
         if self.archive is not None:
             try:
                 self.archive.append(result.to_json())
