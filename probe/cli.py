@@ -184,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--data-dir", metavar="DIR", help="append every measurement to DIR/results-DAY.N.jsonl"
     )
+    serve.add_argument(
+        "--probe-targets",
+        choices=("listed", "any"),
+        default="listed",
+        help="what /probe?target=URL measures: only URLs of the targets file (default), or any "
+        "URL, refusing loopback, private and other special-purpose destinations at every hop "
+        "(as the control helper does; --public-range allows a range)",
+    )
     _measure_flags(serve)
 
     report = sub.add_parser(
@@ -359,7 +367,9 @@ def serve_command(args: argparse.Namespace) -> int:
     )
     try:
         host, port = _listen(args.listen)
-        daemon = Daemon(args.targets, lambda config: _settings(config, args), args.data_dir)
+        daemon = Daemon(
+            args.targets, lambda config: _settings(config, args), args.data_dir, args.probe_targets
+        )
     except ConfigError as exc:
         return _config_error(exc)
     return _run_server("serve", args.listen, daemon.run(host, port))

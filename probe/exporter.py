@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -242,6 +242,11 @@ class Source(Protocol):
 
     def healthy(self) -> bool: ...
 
+    def probe_allowed(self, target: Target) -> tuple[bool, Callable[[str], bool] | None]:
+        """Whether /probe may measure `target`, and the address policy it must obey (None: the
+        operator listed the URL, so it is measured exactly as a round measures it)."""
+        ...
+
 
 PROBE_MARGIN = 0.5  # answer this long before Prometheus gives up on the scrape
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -258,6 +263,13 @@ def make_app(source: Source) -> web.Application:
             target = Target.parse(request.query.get("target", ""))
         except ValueError as exc:
             return web.Response(status=400, text=f"target: {exc}\n")
+        permitted, policy = source.probe_allowed(target)
+        if not permitted:
+            return web.Response(
+                status=403,
+                text=f"target: {target.url} is not in the targets file (serve --probe-targets "
+                "any measures any URL, under the control helper's address policy)\n",
+            )
         settings = replace(source.settings, retries=0)  # a scrape has no time for a pause
         budget = runner.target_deadline(settings)
         header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
@@ -269,7 +281,7 @@ def make_app(source: Source) -> web.Application:
                     status=400, text="X-Prometheus-Scrape-Timeout-Seconds: not a number\n"
                 )
         start = time.perf_counter()
-        results, _ = await runner.run([target], settings, budget=budget)
+        results, _ = await runner.run([target], settings, budget=budget, allowed=policy)
         collector = ResultsCollector(settings.vantage, settings.country)
         collector.record(results[0])
         text = (

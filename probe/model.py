@@ -96,12 +96,37 @@ def is_special(address: str, public_ranges: Sequence[str] = ()) -> bool:
     """Loopback, private, link-local, documentation and other special-purpose addresses (bogons),
     unless a configured public range includes them (labs, odd networks)."""
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(address.split("%")[0])
     except ValueError:
+        return True
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None and is_special(str(embedded), public_ranges):
         return True
     if any(ip in ipaddress.ip_network(r, strict=False) for r in public_ranges):
         return False
     return not ip.is_global
+
+
+# IPv6 forms that carry an IPv4 address a packet may end up at: mapped, compatible, NAT64, 6to4
+_V4_IN_V6 = (
+    (ipaddress.ip_network("::ffff:0:0/96"), 96),
+    (ipaddress.ip_network("::/96"), 96),
+    (ipaddress.ip_network("64:ff9b::/96"), 96),
+    (ipaddress.ip_network("64:ff9b:1::/48"), 96),
+    (ipaddress.ip_network("2002::/16"), 16),
+)
+
+
+def _embedded_ipv4(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | None:
+    if ip.version != 6:
+        return None
+    for net, shift in _V4_IN_V6:
+        if ip in net:
+            bits = int(ip) >> (128 - shift - 32) if shift == 16 else int(ip)
+            return ipaddress.IPv4Address(bits & 0xFFFFFFFF)
+    return None
 
 
 def is_ip_literal(host: str) -> bool:

@@ -347,13 +347,14 @@ async def run(
     budget: float | None = None,
     stop: asyncio.Event | None = None,
     progress: ProgressFn | None = None,
+    allowed: Callable[[str], bool] | None = None,
 ) -> tuple[list[Result], str | None]:
     """Measure every target; returns results in target order and why the run ended early, if so."""
     budget = budget if budget is not None else default_budget(settings, len(targets))
     stop = stop or asyncio.Event()
     results: dict[int, Result] = {}
     sem = asyncio.Semaphore(settings.concurrency)
-    rt = await Runtime.open(settings)
+    rt = await Runtime.open(settings, allowed=allowed)
 
     async def one(i: int, target: Target) -> None:
         async with sem:

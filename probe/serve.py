@@ -24,7 +24,7 @@ from probe import runner
 from probe.archive import Archive
 from probe.config import Config, ConfigError, Settings, load
 from probe.exporter import ResultsCollector, make_app
-from probe.model import Result
+from probe.model import Result, Target, is_special
 
 log = logging.getLogger("censorprobe.serve")
 WATCH_PERIOD = 2.0
@@ -46,9 +46,14 @@ def _settle_memory() -> None:
 
 class Daemon:
     def __init__(
-        self, targets_path: str, configure: Callable[[Config], Config], data_dir: str | None
+        self,
+        targets_path: str,
+        configure: Callable[[Config], Config],
+        data_dir: str | None,
+        probe_targets: str = "listed",
     ) -> None:
         """`configure` applies the command line to a freshly loaded targets file."""
+        self.probe_targets = probe_targets
         self.targets_path = Path(targets_path)
         self.configure = configure
         self.config = configure(load(targets_path))  # a broken file at start is fatal
@@ -82,6 +87,14 @@ class Daemon:
         """Alive, and no round has overrun three intervals."""
         started = self.round_started
         return started is None or time.time() - started < 3 * self.settings.interval + 60
+
+    def probe_allowed(self, target: Target) -> tuple[bool, Callable[[str], bool] | None]:
+        if target.url in self.urls:
+            return True, None
+        if self.probe_targets != "any":
+            return False, None
+        ranges = self.settings.public_ranges
+        return True, lambda address: not is_special(address, ranges)
 
     def _file_stamp(self) -> tuple[float, int] | None:
         try:

@@ -16,6 +16,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -76,12 +77,33 @@ def _family(address: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
+def guarded_socket(allowed: Callable[[str], bool]) -> Callable[[Any], socket.socket]:
+    """A socket factory that refuses destinations `allowed` refuses: the address policy holds
+    at connect time for every connection, redirect hops and address literals included (aiohttp
+    does not ask the resolver for a literal)."""
+
+    def factory(addr_info: Any) -> socket.socket:
+        family, kind, proto, _, sockaddr = addr_info
+        if not allowed(str(sockaddr[0])):
+            raise OSError(
+                errno.EACCES, f"{sockaddr[0]}: a special-purpose address, refused by policy"
+            )
+        return socket.socket(family, kind, proto)
+
+    return factory
+
+
 def make_session(
     resolver: PinnedResolver, ssl_context: ssl.SSLContext, timeout: float
 ) -> aiohttp.ClientSession:
     """One session per run; every request on a fresh connection, so each fetch is a measurement."""
     connector = aiohttp.TCPConnector(
-        resolver=resolver, ssl=ssl_context, force_close=True, use_dns_cache=False, limit=0
+        resolver=resolver,
+        ssl=ssl_context,
+        force_close=True,
+        use_dns_cache=False,
+        limit=0,
+        socket_factory=guarded_socket(resolver.allowed) if resolver.allowed else None,
     )
     return aiohttp.ClientSession(
         connector=connector,

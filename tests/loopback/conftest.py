@@ -83,13 +83,15 @@ async def raw_server() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
 
 @pytest.fixture
 async def web_server() -> AsyncIterator[Callable[..., Awaitable[int]]]:
-    """Start an aiohttp app on 127.0.0.1 (TLS when given a context); returns its port."""
+    """Start an aiohttp app on 127.0.0.1 or `host` (TLS when given a context); returns its port."""
     runners: list[web.AppRunner] = []
 
-    async def start(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> int:
+    async def start(
+        app: web.Application, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+    ) -> int:
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+        site = web.TCPSite(runner, host, 0, ssl_context=ssl_context)
         await site.start()
         runners.append(runner)
         return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]

@@ -80,6 +80,40 @@ async def test_measures_a_target_and_answers_in_the_probes_model(
     assert seen == ["/"]
 
 
+@pytest.mark.parametrize(
+    ("location", "words"),
+    [
+        ("http://127.0.0.1:{port}/secret", "refused by policy"),
+        ("http://[::ffff:127.0.0.1]:{port}/secret", "refused by policy"),
+        ("http://0.0.0.0:{port}/secret", "refused by policy"),
+        ("http://user@127.0.0.1:{port}/secret", "refused by policy"),
+        ("http://2130706433:{port}/secret", "2130706433"),
+        ("http://localhost:{port}/secret", "special-purpose"),
+    ],
+)
+async def test_a_redirect_into_a_refused_destination_is_not_followed(
+    control, web_server: Start, location: str, words: str
+) -> None:  # type: ignore[no-untyped-def]
+    """An allowed server (127.0.0.2) redirects the helper to its own loopback, in every address
+    form: the secret page is never fetched, and the evidence says the hop was refused."""
+    secret_port, seen = await counting_origin(web_server)
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(location.format(port=secret_port))
+
+    app = web.Application()
+    app.router.add_get("/", redirect)
+    attacker = await web_server(app, host="127.0.0.2")
+    url, _ = await control(public=("127.0.0.2/32",))
+    status, doc = await post(url, {"url": f"http://127.0.0.2:{attacker}/"})
+    assert status == 200
+    h = doc["control"]["measurement"]["http"]  # type: ignore[index]
+    assert seen == []
+    assert "origin" not in json.dumps(doc)  # the secret page's title
+    assert h["hops"][0]["status"] == 302 and h["failure"] is not None
+    assert words in h["error"]
+
+
 async def test_refuses_private_destinations_by_default(control, web_server: Start) -> None:  # type: ignore[no-untyped-def]
     """An address literal is refused outright; a name that resolves to one is never contacted."""
     port, seen = await counting_origin(web_server)

@@ -184,6 +184,55 @@ async def test_probe_endpoint_answers_one_fresh_measurement(
     assert status == 400 and "not an http(s) URL" in text
 
 
+async def test_probe_measures_only_listed_urls_by_default(
+    serve, web_server: Start, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """An unlisted URL is refused, so /probe is no SSRF or port-scan oracle."""
+    listed = f"http://127.0.0.1:{await origin(web_server)}/"
+    hits: list[str] = []
+
+    async def secret(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(text="secret")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", secret)
+    other = f"http://127.0.0.1:{await web_server(app)}/admin"
+    s = await serve(targets_file(tmp_path / "t.yaml", listed), "--interval", "3600")
+    await s.until("/healthz", lambda t: t.startswith("ok"))
+    status, text = await s.get(f"/probe?target={other}")
+    assert status == 403 and "not in the targets file" in text
+    assert hits == []
+
+
+async def test_probe_any_refuses_special_purpose_destinations(
+    serve, web_server: Start, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """With --probe-targets any, loopback is refused at connect time: an open port and a closed
+    one read the same, and the open one is never contacted."""
+    hits: list[str] = []
+
+    async def secret(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(text="secret")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", secret)
+    open_port, closed_port = await web_server(app), free_port()
+    listed = f"http://127.0.0.1:{await origin(web_server)}/"
+    s = await serve(
+        targets_file(tmp_path / "t.yaml", listed), "--interval", "3600", "--probe-targets", "any"
+    )
+    await s.until("/healthz", lambda t: t.startswith("ok"))
+    answers = []
+    for port in (open_port, closed_port):
+        status, text = await s.get(f"/probe?target=http://127.0.0.1:{port}/")
+        assert status == 200
+        answers.append([line for line in text.splitlines() if "probe_success" in line])
+    assert answers[0] == answers[1] and "censorprobe_probe_success 0" in answers[0]
+    assert hits == []
+
+
 async def test_probe_honours_the_scrape_timeout(serve, web_server: Start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     slow = f"http://127.0.0.1:{await origin(web_server, delay=10)}/"
     s = await serve(
