@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import ipaddress
+import math
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
@@ -19,11 +20,18 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from probe.model import Target
+from probe.model import Target, parse_resolver_address
+
+# libyaml's parser where PyYAML was built with it (its wheels are): ~20x faster on long lists
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConfigError(Exception):
     """A targets file or a setting is wrong; the message says where and what."""
+
+
+class CannotListen(Exception):
+    """The address a server was told to listen on cannot be bound; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +59,39 @@ class Settings:
     retries: int = 1  # re-measurements of a target found blocked before the verdict stands
     # the pause before a re-measurement; the GFW's residual blocking lasts ~90 s: raise it there
     retry_pause: float = 10.0
+    # once a response began, this long without a byte before its end is a stall (default: half
+    # the timeout)
+    stall_after: float | None = None
 
     def __post_init__(self) -> None:
         for spec in self.resolvers:
             check_resolver(spec)
         for cidr in self.public_ranges:
             check_cidr(cidr)
+
+    @property
+    def stall(self) -> float:
+        return self.stall_after if self.stall_after is not None else self.timeout / 2
+
+    @property
+    def deadline(self) -> float:
+        """The most one measurement of a target may take: DEADLINE_FORMULA."""
+        return 4 * self.timeout + self.throughput_window + self.stall
+
+    @property
+    def target_bound(self) -> float:
+        """The most one target may take, re-measurements and the control's answer included:
+        TARGET_BOUND_FORMULA."""
+        grace = CONTROL_GRACE if self.control else 0.0
+        return self.deadline + grace + self.retries * (self.retry_pause + self.deadline)
+
+
+# what a user reads in --help and the README; `Settings.deadline` and `.target_bound` compute them
+DEADLINE_FORMULA = "4 x timeout + throughput_window + stall_after"
+TARGET_BOUND_FORMULA = (
+    "deadline + control_grace (5 s, with a control) + retries x (retry_pause + deadline)"
+)
+CONTROL_GRACE = 5.0  # how much longer than the probe's deadline the control's answer may take
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,26 +110,6 @@ def check_resolver(spec: str) -> str:
         return spec
     parse_resolver_address(spec)
     return spec
-
-
-def parse_resolver_address(spec: str) -> tuple[str, int]:
-    """`192.0.2.1`, `192.0.2.1:5353`, `2001:db8::1` or `[2001:db8::1]:5353` -> (address, port)."""
-    host, port = spec, "53"
-    if spec.startswith("["):
-        host, _, rest = spec[1:].partition("]")
-        port = rest.removeprefix(":") or "53"
-    elif spec.count(":") == 1:
-        host, port = spec.split(":")
-    try:
-        ipaddress.ip_address(host)
-        number = int(port)
-    except ValueError:
-        raise ValueError(
-            f"{spec!r} is not a resolver: use 'system', an IP address[:port] or an https:// DoH URL"
-        ) from None
-    if not 0 < number < 65536:
-        raise ValueError(f"{spec!r}: port out of range")
-    return host, number
 
 
 def check_cidr(text: str) -> str:
@@ -218,7 +233,7 @@ class _Walker:
 def load_yaml(text: str, name: str) -> Config:
     """Parse targets.yaml; see DESIGN.md for the schema."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"{mark.line + 1}" if mark is not None else "?"
@@ -245,7 +260,12 @@ def load_yaml(text: str, name: str) -> Config:
 
 def _positive(kind: type) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
             raise ValueError(f"expected a positive number, got {value!r}")
         if kind is int and not float(value).is_integer():
             raise ValueError(f"expected a whole number, got {value!r}")
@@ -300,6 +320,7 @@ _SETTING_TYPES: dict[str, Callable[[Any], Any]] = {
     "control_token": _text,
     "retries": _non_negative(int),
     "retry_pause": _non_negative(float),
+    "stall_after": _positive(float),
 }
 _SETTING_LISTS: dict[str, Callable[[str], str]] = {
     "resolvers": check_resolver,

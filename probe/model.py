@@ -1,46 +1,34 @@
-"""Plain data: targets, what the probe observed at each step, and the verdict.
+"""Plain data: targets, what the probe observed at each step, and the diagnosis.
 
 Everything here is a frozen dataclass that `to_json` turns into JSON-ready dicts, so a result
-printed by `check`, archived by `serve` or sent by the control helper has one shape.
+printed by `check`, archived by `serve` or sent by the control helper has one shape; `from_json`
+reads it back (the probe reads the control helper's answers with it).
 
-Failures are data, named from one vocabulary (`FAILURES`): the measure modules translate library
-exceptions into these names where the library raises, and the verdict reads only the names.
+Failures are data, named from one vocabulary (`probe.vocabulary.Failure`): the measure modules
+translate library exceptions into these names where the library raises, and the verdict reads
+only the names.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
-import ipaddress
+import re
 import types
 import typing
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-# The failure vocabulary. The first group are the methods of DESIGN.md's table; the rest say what
-# happened when it is not a network failure of the kind censors cause.
-FAILURES = frozenset(
-    {
-        "timeout",
-        "reset",
-        "refused",
-        "unreachable",
-        "eof",
-        "invalid_certificate",
-        "alert",
-        "nxdomain",
-        "servfail",
-        "no_answer",
-        # the peer sent something that is not the protocol (garbage DNS, junk TLS, bad HTTP)
-        "protocol",
-        "unknown",  # an error nobody mapped: a bug, never evidence of censorship
-    }
-)
+import orjson
 
-VERDICTS = ("accessible", "blocked", "throttled", "down", "inconclusive")
+from probe.policy import family, is_ip_literal
+from probe.vocabulary import Failure, Layer, Method, Step, Verdict
+
 T = TypeVar("T")
+MAX_URL = 2048
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +41,15 @@ class Target:
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
+        return _split(self.url)[1]
 
     @property
     def scheme(self) -> str:
-        return urlsplit(self.url).scheme
+        return _split(self.url)[0]
 
     @property
     def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (443 if parts.scheme == "https" else 80)
+        return _split(self.url)[2]
 
     @classmethod
     def parse(cls, text: str, service: str = "", category: str = "") -> Target:
@@ -71,70 +58,76 @@ class Target:
         Raises ValueError with a message fit for the user.
         """
         text = text.strip()
+        if len(text) > MAX_URL:
+            raise ValueError(f"{text[:60]!r}…: longer than {MAX_URL} characters")
         if "://" not in text:
             text = f"https://{text}/"
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"{text!r} is not an http(s) URL")
         try:
-            host, _ = parts.hostname, parts.port
-        except ValueError as exc:  # a port that is not a number
+            host, port = parts.hostname, parts.port
+        except ValueError as exc:  # a port that is not a number, or out of range
             raise ValueError(f"{text!r}: {exc}") from None
-        if not host or any(c.isspace() for c in host):
-            raise ValueError(f"{text!r} has no valid host name")
+        if port == 0:
+            raise ValueError(f"{text!r}: port 0 is not a port")
+        if not host:
+            raise ValueError(f"{text!r} has no host name")
+        ascii_host = check_host(host, text)
+        if ascii_host != host:
+            text = parts._replace(netloc=parts.netloc.lower().replace(host, ascii_host)).geturl()
+            parts = urlsplit(text)
         if not parts.path:
             text = parts._replace(path="/").geturl()
         return cls(url=text, service=service or default_service_name(host), category=category)
 
 
+@functools.lru_cache(maxsize=4096)
+def _split(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, parsed once (targets are asked often)."""
+    parts = urlsplit(url)
+    return (
+        parts.scheme,
+        parts.hostname or "",
+        parts.port or (443 if parts.scheme == "https" else 80),
+    )
+
+
+def check_host(host: str, where: str) -> str:
+    """The host as ASCII (IDNA), or ValueError when it is not a host name or an address."""
+    if is_ip_literal(host):
+        return host
+    try:
+        ascii_host = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError:
+        raise ValueError(f"{where[:100]!r}: {host[:80]!r} is not a valid host name") from None
+    labels = ascii_host.rstrip(".").split(".")
+    if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError(f"{where[:100]!r}: {host[:80]!r} is not a valid host name")
+    return ascii_host
+
+
+def parse_resolver_address(spec: str) -> tuple[str, int]:
+    """`192.0.2.1`, `192.0.2.1:5353`, `2001:db8::1` or `[2001:db8::1]:5353` -> (address, port);
+    raises ValueError otherwise."""
+    host, port = spec, "53"
+    if spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif spec.count(":") == 1:
+        host, port = spec.split(":")
+    if not is_ip_literal(host) or not port.isdigit():
+        raise ValueError(
+            f"{spec!r} is not a resolver: use 'system', an IP address[:port] or an https:// DoH URL"
+        )
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"{spec!r}: port out of range")
+    return host, int(port)
+
+
 def default_service_name(host: str) -> str:
     """A service name for a bare URL: the host without a leading `www.`."""
     return host.removeprefix("www.")
-
-
-def is_special(address: str, public_ranges: Sequence[str] = ()) -> bool:
-    """Loopback, private, link-local, documentation and other special-purpose addresses (bogons),
-    unless a configured public range includes them (labs, odd networks)."""
-    try:
-        ip = ipaddress.ip_address(address.split("%")[0])
-    except ValueError:
-        return True
-    embedded = _embedded_ipv4(ip)
-    if embedded is not None and is_special(str(embedded), public_ranges):
-        return True
-    if any(ip in ipaddress.ip_network(r, strict=False) for r in public_ranges):
-        return False
-    return not ip.is_global
-
-
-# IPv6 forms that carry an IPv4 address a packet may end up at: mapped, compatible, NAT64, 6to4
-_V4_IN_V6 = (
-    (ipaddress.ip_network("::ffff:0:0/96"), 96),
-    (ipaddress.ip_network("::/96"), 96),
-    (ipaddress.ip_network("64:ff9b::/96"), 96),
-    (ipaddress.ip_network("64:ff9b:1::/48"), 96),
-    (ipaddress.ip_network("2002::/16"), 16),
-)
-
-
-def _embedded_ipv4(
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
-) -> ipaddress.IPv4Address | None:
-    if ip.version != 6:
-        return None
-    for net, shift in _V4_IN_V6:
-        if ip in net:
-            bits = int(ip) >> (128 - shift - 32) if shift == 16 else int(ip)
-            return ipaddress.IPv4Address(bits & 0xFFFFFFFF)
-    return None
-
-
-def is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +152,11 @@ class DNSObservation:
     rcode: str = ""
     addresses: tuple[str, ...] = ()
     ttl: int | None = None
-    failure: str | None = None
+    failure: Failure | None = None
     error: str | None = None
-    responses: tuple[DNSResponse, ...] = ()
+    responses: tuple[DNSResponse, ...] = ()  # the first MAX_REPLIES replies
     port_unreachable: bool = False  # the resolver's address said no resolver runs there
+    replies_dropped: int = 0  # replies past the cap: counted, not kept
 
     def distinct_answers(self) -> list[tuple[str, ...]]:
         """The different address sets among the valid replies, in arrival order."""
@@ -180,8 +174,12 @@ class TCPObservation:
     address: str
     port: int
     elapsed: float
-    failure: str | None = None
+    failure: Failure | None = None
     error: str | None = None
+
+    @property
+    def family(self) -> int:
+        return family(self.address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,17 +200,22 @@ class TLSObservation:
     port: int
     sni: str
     elapsed: float
-    failure: str | None = None
+    failure: Failure | None = None
     error: str | None = None
     version: str | None = None
     cipher: str | None = None
     alpn: str | None = None
     certificate: Certificate | None = None
     verified: bool = False  # the chain and the name validated with the probe's trust anchors
+    # False when the handshake never started because the TCP connection failed (`failure` is
+    # then the connection's): for the harmless-SNI check, which opens a connection of its own
+    connected: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class HTTPHop:
+    """A redirect: the URL that answered with it, and from where."""
+
     url: str
     status: int
     location: str | None = None
@@ -221,14 +224,17 @@ class HTTPHop:
 
 @dataclass(frozen=True, slots=True)
 class HTTPObservation:
+    """The exchange for one URL and its redirects; status, headers and body are the last
+    response's."""
+
     url: str
     elapsed: float
-    failure: str | None = None
+    failure: Failure | None = None
     error: str | None = None
     status: int | None = None
     final_url: str | None = None
-    address: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    address: str | None = None  # the server that sent the last response
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names, bounded
     title: str = ""
     body_length: int = 0
     body_sha256: str | None = None
@@ -237,6 +243,20 @@ class HTTPObservation:
     throughput: float | None = None  # body bytes per second over the measured window
     hops: tuple[HTTPHop, ...] = ()
     body_sample: str = ""  # the start of the body as text, for blockpage fingerprints
+    received: int = 0  # bytes of the last response that arrived (status line, headers, body)
+    last_byte: float | None = None  # seconds after its request, when the last of them arrived
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """The connection a redirect needed: request i+1 of the chain went to `url` (another host,
+    scheme or port, or the same server again), measured like a target's own."""
+
+    url: str
+    dns: tuple[DNSObservation, ...] = ()
+    tcp: tuple[TCPObservation, ...] = ()
+    tls: tuple[TLSObservation, ...] = ()
+    sni_check: tuple[TLSObservation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,12 +268,15 @@ class Measurement:
     dns: tuple[DNSObservation, ...] = ()
     tcp: tuple[TCPObservation, ...] = ()
     tls: tuple[TLSObservation, ...] = ()
-    sni_check: tuple[
-        TLSObservation, ...
-    ] = ()  # a harmless SNI to addresses where the real one failed
-    http: HTTPObservation | None = None
+    # a harmless SNI to addresses where the real one failed
+    sni_check: tuple[TLSObservation, ...] = ()
+    http: HTTPObservation | None = None  # over IPv4 where it connected, else IPv6
+    http_ipv6: HTTPObservation | None = None  # the same fetch over IPv6, when both connected
+    hops: tuple[Hop, ...] = ()  # the connections of the redirect chain, after the first
     timings: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # what the probe chose not to do, and why
+    deadline: float = 0.0  # seconds the target was given
+    ran_out: Step | None = None  # the step during which that deadline ran out
 
     def addresses(self) -> list[str]:
         """Every distinct address the resolvers returned, in order of appearance."""
@@ -268,13 +291,18 @@ class Measurement:
 
 @dataclass(frozen=True, slots=True)
 class Blocking:
-    layer: str
-    method: str
+    layer: Layer
+    method: Method
+
+    def __str__(self) -> str:
+        return f"{self.layer}/{self.method}"
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    verdict: str
+class Diagnosis:
+    """The verdict on one target, with the sentence and the words that justify it."""
+
+    verdict: Verdict
     blocking: Blocking | None
     explanation: str  # one sentence built from the evidence
     summary: str  # the key evidence in a few words, for tables
@@ -293,17 +321,77 @@ class Control:
     error: str | None = None  # why the control could not answer
 
 
+# The control helper's API (POST /api/v1/measure). Version 2 added `deadline`; a helper answers
+# any version, ignoring fields it does not know, so a fleet of mixed versions keeps working.
+CONTROL_API_VERSION = 2
+MAX_CONTROL_ADDRESSES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    """What a probe asks the control helper to measure."""
+
+    url: str
+    addresses: tuple[str, ...] = ()  # the vantage's addresses for the host: genuine or not?
+    deadline: float | None = None  # seconds the probe waits for the answer (version 2)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"version": CONTROL_API_VERSION, "url": self.url}
+        doc["addresses"] = list(self.addresses)
+        if self.deadline is not None:
+            doc["deadline"] = self.deadline
+        return doc
+
+    @classmethod
+    def parse(cls, doc: Any) -> tuple[ControlRequest, Target]:
+        """From a request's JSON; ValueError with a message for the client otherwise."""
+        if not isinstance(doc, dict):
+            raise ValueError("expected a JSON object")
+        version = doc.get("version", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError("'version' must be a whole number from 1")
+        url = doc.get("url")
+        if not isinstance(url, str):
+            raise ValueError("'url' must be a string")
+        target = Target.parse(url)
+        addresses = doc.get("addresses", [])
+        if not isinstance(addresses, list) or len(addresses) > MAX_CONTROL_ADDRESSES:
+            raise ValueError(
+                f"'addresses' must be a list of at most {MAX_CONTROL_ADDRESSES} IP addresses"
+            )
+        for a in addresses:
+            if not isinstance(a, str) or not is_ip_literal(a):
+                raise ValueError(f"'addresses': {str(a)[:60]!r} is not an IP address")
+        deadline = doc.get("deadline")
+        if deadline is not None and (
+            isinstance(deadline, bool)
+            or not isinstance(deadline, (int, float))
+            or not 0 < deadline < 3600
+        ):
+            raise ValueError("'deadline' must be a number of seconds, more than 0")
+        request = cls(target.url, tuple(dict.fromkeys(addresses)), deadline)
+        return request, target
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     measurement: Measurement
-    verdict: Verdict
+    diagnosis: Diagnosis
     control: Control | None = None
     finished: float = 0.0
     vantage: str = ""
     country: str = ""
 
-    def to_json(self) -> dict[str, Any]:
+    @property
+    def verdict(self) -> Verdict:
+        return self.diagnosis.verdict
+
+    def to_json(self, deep: bool = True) -> dict[str, Any]:
+        """The result as JSON-ready dicts (`deep=False` leaves the evidence's dataclasses for
+        `dumps` to convert as it writes)."""
         m = self.measurement
+        d = self.diagnosis
+        convert = to_json if deep else _same
         return {
             "vantage": self.vantage,
             "country": self.country,
@@ -311,32 +399,44 @@ class Result:
             "category": m.target.category,
             "url": m.target.url,
             "target": m.target.host,
-            "verdict": self.verdict.verdict,
-            "blocking": to_json(self.verdict.blocking),
-            "explanation": self.verdict.explanation,
-            "summary": self.verdict.summary,
+            "verdict": d.verdict,
+            "blocking": convert(d.blocking),
+            "explanation": d.explanation,
+            "summary": d.summary,
             "started": m.started,
             "finished": self.finished,
-            "attempts": self.verdict.attempts,
-            "agreed": self.verdict.agreed,
-            "evidence": {"probe": to_json(m), "control": to_json(self.control)},
+            "attempts": d.attempts,
+            "agreed": d.agreed,
+            "evidence": {"probe": convert(m), "control": convert(self.control)},
             "timings": dict(m.timings),
         }
+
+    def dumps(self) -> str:
+        """The result as one line of JSON (the archive's and jsonl's format)."""
+        return orjson.dumps(self.to_json(deep=False)).decode()
+
+
+def _same(obj: Any) -> Any:
+    return obj
+
+
+_LEAVES = (str, int, float, type(None))  # StrEnum members are str; bool is an int
 
 
 def to_json(obj: Any) -> Any:
     """Dataclasses to plain dicts and lists, ready for `json.dumps`."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, _LEAVES):
+        return obj
     if isinstance(obj, (list, tuple)):
         return [to_json(x) for x in obj]
     if isinstance(obj, dict):
         return {str(k): to_json(v) for k, v in obj.items()}
-    return obj
+    return {n: to_json(getattr(obj, n)) for n in _fields(type(obj))[1]}  # type: ignore[arg-type]
 
 
 def from_json(cls: type[T], data: Any) -> T:
-    """The inverse of `to_json` for this module's dataclasses; raises ValueError on bad input."""
+    """The inverse of `to_json` for this module's dataclasses; raises ValueError on bad input.
+    Fields this version does not know are ignored (a newer control helper may send more)."""
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
     hints, names = _fields(cls)  # type: ignore[arg-type]  # classes are hashable
@@ -362,6 +462,13 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return _convert(options[0], value, where) if len(options) == 1 else value
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return from_json(tp, value)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if tp is Failure:
+            return Failure.parse(value)
+        try:
+            return tp(value)
+        except ValueError:
+            raise ValueError(f"{where}: {value!r} is not a {tp.__name__.lower()}") from None
     if origin is tuple:
         if not isinstance(value, list):
             raise ValueError(f"{where}: expected a list")

@@ -26,7 +26,7 @@ import dns.rdatatype
 from aiohttp import web
 
 from probe.config import Settings
-from probe.control import ControlService
+from probe.helper.server import ControlService
 from probe.lab import scenarios as lab
 from probe.lab.dnsserver import DNSServer, Replies
 from probe.lab.injector import Injector

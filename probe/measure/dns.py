@@ -1,102 +1,54 @@
-"""DNS: the system resolver, plain UDP (listening for every answer), TCP on truncation, and DoH.
+"""DNS: plain UDP to an address (listening for every answer), with TCP when the answer is
+truncated. The system resolver is `probe.measure.system`, DNS-over-HTTPS `probe.measure.doh`.
 
 Over UDP the socket stays open `window` seconds after the first answer: an on-path injector
 answers first and the real resolver later, so two different answers to one query are the
 evidence of injection. An ICMP port-unreachable from an address that also "answered" means
-something on the path answered for a host that runs no resolver.
+something on the path answered for a host that runs no resolver. A flood of replies (an injector,
+or an attacker) is bounded: the first `MAX_REPLIES` are kept, the rest only counted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
+import struct
 import time
 from collections.abc import Sequence
 
-import aiohttp
-import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from probe.config import parse_resolver_address
 from probe.measure.failure import classify, describe
-from probe.measure.http import read_capped
+from probe.measure.system import MAX_ADDRESSES
 from probe.model import DNSObservation, DNSResponse
+from probe.vocabulary import Failure
 
-_RCODE_FAILURES = {"NXDOMAIN": "nxdomain", "SERVFAIL": "servfail", "REFUSED": "refused"}
-MAX_DOH_BODY = 65535
-
-
-async def resolve(
-    host: str,
-    resolver: str,
-    *,
-    timeout: float,
-    window: float,
-    session: aiohttp.ClientSession | None = None,
-) -> list[DNSObservation]:
-    """Ask one resolver for the A and AAAA records of `host`."""
-    if resolver == "system":
-        return [await resolve_system(host, timeout)]
-    if resolver.startswith("https://"):
-        if session is None:
-            raise ValueError("DoH needs an aiohttp session")
-        return list(
-            await asyncio.gather(
-                *(resolve_doh(host, q, resolver, session, timeout) for q in ("A", "AAAA"))
-            )
-        )
-    address, port = parse_resolver_address(resolver)
-    return list(
-        await asyncio.gather(
-            *(
-                resolve_udp(host, q, address, port, timeout=timeout, window=window, label=resolver)
-                for q in ("A", "AAAA")
-            )
-        )
-    )
-
-
-async def resolve_system(host: str, timeout: float) -> DNSObservation:
-    """getaddrinfo, as an application on this machine resolves (/etc/hosts, nsswitch...)."""
-    loop = asyncio.get_running_loop()
-    start = time.perf_counter()
-    try:
-        async with asyncio.timeout(timeout):
-            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except Exception as exc:
-        failure, error = classify(exc)
-        return DNSObservation(
-            "system", "system", "A+AAAA", time.perf_counter() - start, failure=failure, error=error
-        )
-    addresses: list[str] = []
-    for family, *_, sockaddr in infos:
-        if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[0] not in addresses:
-            addresses.append(str(sockaddr[0]))
-    return DNSObservation(
-        "system",
-        "system",
-        "A+AAAA",
-        time.perf_counter() - start,
-        rcode="NOERROR",
-        addresses=tuple(addresses),
-        failure=None if addresses else "no_answer",
-    )
+RCODE_FAILURES = {
+    "NXDOMAIN": Failure.NXDOMAIN,
+    "SERVFAIL": Failure.SERVFAIL,
+    "REFUSED": Failure.REFUSED,
+}
+MAX_REPLIES = 16  # replies kept per query; more are counted in `replies_dropped`
+MAX_MESSAGE = 65535
 
 
 class _Listener(asyncio.DatagramProtocol):
-    """Collects every datagram for one query, and notes an ICMP error."""
+    """Collects the datagrams for one query (up to the cap), and notes an ICMP error."""
 
     def __init__(self) -> None:
         self.datagrams: list[tuple[float, bytes]] = []
+        self.dropped = 0
         self.icmp_error: OSError | None = None
         self.icmp_time: float | None = None
         self.arrived = asyncio.Event()
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if len(self.datagrams) >= MAX_REPLIES:
+            self.dropped += 1
+            return
         self.datagrams.append((time.perf_counter(), data))
         self.arrived.set()
 
@@ -162,14 +114,11 @@ async def resolve_udp(
     finally:
         transport.close()
 
-    unreachable = listener.icmp_error is not None
     if first_valid is not None and first_valid.flags & dns.flags.TC:
         return await _tcp_fallback(
-            query, address, port, label, qtype, start, deadline, responses, unreachable
+            query, address, port, label, qtype, start, deadline, responses, listener
         )
-    return _observation(
-        label, "udp", qtype, start, first_valid, responses, unreachable, listener.icmp_error
-    )
+    return _observation(label, "udp", qtype, start, first_valid, responses, listener)
 
 
 def _parse_reply(
@@ -194,7 +143,25 @@ def _addresses(message: dns.message.Message, rdtype: int) -> tuple[tuple[str, ..
         if rrset.rdtype == rdtype:
             ttls.append(rrset.ttl)
             addresses.extend(rd.to_text() for rd in rrset if rd.to_text() not in addresses)
-    return tuple(addresses), (min(ttls) if ttls else None)
+    return tuple(addresses[:MAX_ADDRESSES]), (min(ttls) if ttls else None)
+
+
+async def query_tcp(
+    query: dns.message.Message, address: str, port: int, timeout: float
+) -> dns.message.Message:
+    """One query over TCP (RFC 1035 4.2.2: a two-byte length before each message)."""
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(address, port)
+        try:
+            wire = query.to_wire()
+            writer.write(struct.pack("!H", len(wire)) + wire)
+            (length,) = struct.unpack("!H", await reader.readexactly(2))
+            message = dns.message.from_wire(await reader.readexactly(length))
+        finally:
+            writer.close()
+    if not query.is_response(message):
+        raise ValueError("the TCP reply does not match the query")
+    return message
 
 
 async def _tcp_fallback(
@@ -206,21 +173,15 @@ async def _tcp_fallback(
     start: float,
     deadline: float,
     responses: list[DNSResponse],
-    unreachable: bool,
+    listener: _Listener,
 ) -> DNSObservation:
     """The UDP answer was truncated: ask again over TCP, keeping the UDP replies as evidence."""
     try:
-        message = await dns.asyncquery.tcp(
-            query, address, timeout=max(0.1, deadline - time.perf_counter()), port=port
-        )
+        message = await query_tcp(query, address, port, max(0.1, deadline - time.perf_counter()))
     except Exception as exc:
-        failure, error = (
-            classify(exc)
-            if not isinstance(exc, dns.exception.Timeout)
-            else ("timeout", describe(exc))
-        )
-        if failure == "unknown" and isinstance(exc, dns.exception.DNSException):
-            failure = "protocol"
+        failure, error = classify(exc)
+        if failure is Failure.UNKNOWN and isinstance(exc, dns.exception.DNSException):
+            failure = Failure.PROTOCOL
         return DNSObservation(
             label,
             "tcp",
@@ -229,7 +190,8 @@ async def _tcp_fallback(
             failure=failure,
             error=f"TCP retry after a truncated UDP answer: {error}",
             responses=tuple(responses),
-            port_unreachable=unreachable,
+            port_unreachable=listener.icmp_error is not None,
+            replies_dropped=listener.dropped,
         )
     addresses, ttl = _addresses(message, query.question[0].rdtype)
     responses.append(
@@ -240,7 +202,7 @@ async def _tcp_fallback(
             ttl,
         )
     )
-    return _observation(label, "tcp", qtype, start, message, responses, unreachable, None)
+    return _observation(label, "tcp", qtype, start, message, responses, listener)
 
 
 def _observation(
@@ -250,19 +212,22 @@ def _observation(
     start: float,
     message: dns.message.Message | None,
     responses: Sequence[DNSResponse],
-    unreachable: bool,
-    icmp_error: OSError | None,
+    listener: _Listener | None,
 ) -> DNSObservation:
     elapsed = time.perf_counter() - start
+    icmp_error = listener.icmp_error if listener is not None else None
+    kept, unreachable = tuple(responses), icmp_error is not None
+    dropped = listener.dropped if listener is not None else 0
     if message is None:
         if icmp_error is not None:
             failure, error = classify(icmp_error)
-            if failure == "refused":  # ICMP port unreachable: no resolver at that address
-                failure, error = "unreachable", "ICMP port unreachable: no resolver at that address"
+            if failure is Failure.REFUSED:  # ICMP port unreachable: no resolver at that address
+                failure = Failure.UNREACHABLE
+                error = "ICMP port unreachable: no resolver at that address"
         elif responses:
-            failure, error = "protocol", "only malformed or unrelated replies arrived"
+            failure, error = Failure.PROTOCOL, "only malformed or unrelated replies arrived"
         else:
-            failure, error = "timeout", "no reply"
+            failure, error = Failure.TIMEOUT, "no reply"
         return DNSObservation(
             label,
             transport,
@@ -270,16 +235,17 @@ def _observation(
             elapsed,
             failure=failure,
             error=error,
-            responses=tuple(responses),
+            responses=kept,
             port_unreachable=unreachable,
+            replies_dropped=dropped,
         )
     rcode = dns.rcode.to_text(message.rcode())
     addresses, ttl = _addresses(message, dns.rdatatype.from_text(qtype))
-    outcome = _RCODE_FAILURES.get(rcode)
+    outcome = RCODE_FAILURES.get(rcode)
     if outcome is None and rcode != "NOERROR":
-        outcome = "protocol"
+        outcome = Failure.PROTOCOL
     if outcome is None and not addresses:
-        outcome = "no_answer"
+        outcome = Failure.NO_ANSWER
     return DNSObservation(
         label,
         transport,
@@ -290,45 +256,15 @@ def _observation(
         ttl=ttl,
         failure=outcome,
         error=None if outcome is None else rcode,
-        responses=tuple(responses),
+        responses=kept,
         port_unreachable=unreachable,
+        replies_dropped=dropped,
     )
 
 
-async def resolve_doh(
-    host: str, qtype: str, url: str, session: aiohttp.ClientSession, timeout: float
+def observe(
+    label: str, transport: str, qtype: str, start: float, query: dns.message.Message, data: bytes
 ) -> DNSObservation:
-    """RFC 8484 over POST."""
-    query = dns.message.make_query(host, qtype)
-    query.id = 0  # RFC 8484 4.1: use 0 for cache friendliness
-    start = time.perf_counter()
-    try:
-        async with (
-            asyncio.timeout(timeout),
-            session.post(
-                url,
-                data=query.to_wire(),
-                headers={
-                    "content-type": "application/dns-message",
-                    "accept": "application/dns-message",
-                },
-            ) as resp,
-        ):
-            if resp.status != 200:
-                return DNSObservation(
-                    url,
-                    "doh",
-                    qtype,
-                    time.perf_counter() - start,
-                    failure="protocol",
-                    error=f"DoH server answered HTTP {resp.status}",
-                )
-            data = await read_capped(resp, MAX_DOH_BODY)
-    except Exception as exc:
-        # an answer too large for DNS is not DNS
-        failure, error = ("protocol", str(exc)) if isinstance(exc, ValueError) else classify(exc)
-        return DNSObservation(
-            url, "doh", qtype, time.perf_counter() - start, failure=failure, error=error
-        )
+    """The observation for one reply that arrived whole (DoH)."""
     response, message = _parse_reply(query, data, time.perf_counter() - start)
-    return _observation(url, "doh", qtype, start, message, [response], False, None)
+    return _observation(label, transport, qtype, start, message, [response], None)

@@ -1,4 +1,4 @@
-"""Library exceptions -> the failure vocabulary of `probe.model.FAILURES`, in one place.
+"""Library exceptions -> the failure vocabulary (`probe.vocabulary.Failure`), in one place.
 
 The measure modules catch `Exception` at their boundary and call `classify`; nothing else looks
 at exception types. What `classify` does not know becomes `unknown` with the exception's text, and
@@ -14,8 +14,8 @@ the verdict treats `unknown` as a bug (`inconclusive`), never as censorship.
                               ├─ SSLEOFError, SSLZeroReturnError                -> eof
                               ├─ "...ALERT..." reasons                          -> alert
                               └─ record-layer garbage                           -> protocol
-    aiohttp ── wrappers are unwrapped to their OSError; disconnects             -> eof
-               bad status lines or headers                                      -> protocol
+    asyncio.IncompleteReadError, EOFError (the peer closed mid-message)         -> eof
+    a wrapper (an exception raised "from" another) is classified by its cause
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import errno
 import socket
 import ssl
 
-import aiohttp
+from probe.vocabulary import Failure
 
 _UNREACHABLE = {
     errno.ENETUNREACH,
@@ -37,9 +37,9 @@ _UNREACHABLE = {
 }
 # getaddrinfo's errors; glibc says EAI_AGAIN both when no resolver answered and for SERVFAIL
 _GAI = {
-    socket.EAI_NONAME: "nxdomain",
-    socket.EAI_AGAIN: "timeout",
-    getattr(socket, "EAI_NODATA", -5): "no_answer",
+    socket.EAI_NONAME: Failure.NXDOMAIN,
+    socket.EAI_AGAIN: Failure.TIMEOUT,
+    getattr(socket, "EAI_NODATA", -5): Failure.NO_ANSWER,
 }
 _SSL_PROTOCOL = (
     "WRONG_VERSION_NUMBER",
@@ -56,10 +56,11 @@ _SSL_PROTOCOL = (
     "RECORD_TOO_LARGE",
     "ENCRYPTED_LENGTH_TOO_LONG",
     "BAD_LENGTH",
+    "EXCESSIVE_MESSAGE_SIZE",
 )
 
 
-def classify(exc: BaseException) -> tuple[str, str]:
+def classify(exc: BaseException) -> tuple[Failure, str]:
     """(failure, message) for an exception raised by a network step."""
     return _classify(exc), describe(exc)
 
@@ -70,59 +71,48 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {text}"[:300] if text else name
 
 
-def _classify(exc: BaseException) -> str:
+def _classify(exc: BaseException) -> Failure:
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return "invalid_certificate"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return "invalid_certificate"
-    if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
-        return "timeout"
-    if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error is not exc:
-        return _classify(exc.os_error)
-    if isinstance(exc, (aiohttp.ClientResponseError, aiohttp.http_exceptions.HttpProcessingError)):
-        return "protocol"
-    if isinstance(exc, (aiohttp.ServerDisconnectedError, asyncio.IncompleteReadError)):
-        return "eof"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        # aiohttp wraps a reset mid-body; the cause tells which
-        cause = exc.__cause__ or exc.__context__
-        return _classify(cause) if cause is not None else "eof"
+        return Failure.INVALID_CERTIFICATE
+    if isinstance(exc, TimeoutError):
+        return Failure.TIMEOUT
+    if isinstance(exc, (asyncio.IncompleteReadError, EOFError)):
+        return Failure.EOF
     if isinstance(exc, ssl.SSLError):
         return _classify_ssl(exc)
     if isinstance(exc, ConnectionResetError) and exc.errno is None:
         # asyncio's TLS layer raises a bare ConnectionResetError when the peer closes (FIN)
         # during the handshake; a real RST carries ECONNRESET
-        return "eof"
+        return Failure.EOF
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
-        return "reset"
+        return Failure.RESET
     if isinstance(exc, ConnectionRefusedError):
-        return "refused"
+        return Failure.REFUSED
     if isinstance(exc, socket.gaierror):
-        return _GAI.get(exc.errno or 0, "unknown")
+        return _GAI.get(exc.errno or 0, Failure.UNKNOWN)
     if isinstance(exc, OSError) and exc.errno is not None:
         if exc.errno in _UNREACHABLE:
-            return "unreachable"
+            return Failure.UNREACHABLE
         if exc.errno == errno.ETIMEDOUT:
-            return "timeout"
+            return Failure.TIMEOUT
         if exc.errno == errno.ECONNRESET:
-            return "reset"
+            return Failure.RESET
         if exc.errno == errno.ECONNREFUSED:
-            return "refused"
-    if isinstance(exc, aiohttp.ClientOSError) and (exc.__cause__ or exc.__context__):
-        return _classify(exc.__cause__ or exc.__context__)  # type: ignore[arg-type]
-    if isinstance(exc, aiohttp.ClientConnectionError) and "closed" in str(exc).lower():
-        return "eof"
-    return "unknown"
+            return Failure.REFUSED
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and cause is not exc:
+        return _classify(cause)
+    return Failure.UNKNOWN
 
 
-def _classify_ssl(exc: ssl.SSLError) -> str:
+def _classify_ssl(exc: ssl.SSLError) -> Failure:
     if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-        return "eof"
+        return Failure.EOF
     reason = (getattr(exc, "reason", None) or str(exc)).upper()
     if "ALERT" in reason:
-        return "alert"
+        return Failure.ALERT
     if "EOF" in reason:
-        return "eof"
+        return Failure.EOF
     if any(r in reason for r in _SSL_PROTOCOL):
-        return "protocol"
-    return "unknown"
+        return Failure.PROTOCOL
+    return Failure.UNKNOWN

@@ -1,123 +1,61 @@
-"""HTTP: a GET pinned to the addresses the DNS step found, every redirect hop recorded.
+"""HTTP/1.1: one GET on a connection the caller opened (and measured), with h11 for the protocol.
 
-The body is read up to a cap and for at most a throughput window: a download that keeps flowing
-but slowly (a policer) ends with a rate, not just a timeout.
+The request rides the very connection whose TCP and TLS steps were just observed, as OONI's Web
+Connectivity LTE does, so the HTTP evidence always names the server that TLS measured, and one
+handshake serves both. Redirects are the flow's business (each hop needs its own connection).
+
+Reading a response is bounded three ways: the first byte must come within `timeout`; once the
+response began, a silence of `stall_after` before its end is a stall (Russia's 16-20 KB freeze:
+no RST, no FIN, the data just stops); and the body is read up to a cap and for at most a
+throughput window, past which a download that still flows ends with a rate (a policer).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import html
 import re
-import socket
-import ssl
 import time
-from collections.abc import Callable
+import zlib
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
+import h11
 
 from probe.measure.failure import classify
+from probe.measure.tcp import Connection
 from probe.model import HTTPHop, HTTPObservation
+from probe.vocabulary import Failure
 
 USER_AGENT = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) censorprobe/0.1"
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) censorprobe/0.2"
 )
-MAX_HEADERS = 48  # a hostile server can send thousands; the first ones are the evidence
+MAX_HEAD = 32 << 10  # status line and headers: a hostile server can send them forever
+MAX_HEADERS = 48  # kept as evidence; a hostile server can send thousands
+MAX_HEADER_VALUE = 400
+MAX_LOCATION = 2000
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 SAMPLE_BYTES = 65536  # searched for the title
 BODY_SAMPLE = 4096  # kept as evidence, and matched against blockpage fingerprints
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-class PinnedResolver(AbstractResolver):
-    """Answers pinned hosts with the addresses the probe measured; asks the system for others."""
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How long and how much one exchange may read."""
 
-    def __init__(self, allowed: Callable[[str], bool] | None = None) -> None:
-        self.pins: dict[str, list[str]] = {}
-        self.allowed = allowed
-        self._fallback = ThreadedResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        pinned = self.pins.get(host)
-        if pinned is None:
-            found = await self._fallback.resolve(host, port, family)
-            if self.allowed is not None:
-                found = [r for r in found if self.allowed(r["host"])]
-                if not found:
-                    raise OSError(
-                        errno.EACCES, f"{host}: only special-purpose addresses, not contacted"
-                    )
-            return found
-        return [
-            ResolveResult(
-                hostname=host,
-                host=a,
-                port=port,
-                family=_family(a),
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-            for a in pinned
-            if family in (socket.AF_UNSPEC, _family(a))
-        ]
-
-    async def close(self) -> None:
-        await self._fallback.close()
-
-
-def _family(address: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in address else socket.AF_INET
-
-
-def guarded_socket(allowed: Callable[[str], bool]) -> Callable[[Any], socket.socket]:
-    """A socket factory that refuses destinations `allowed` refuses: the address policy holds
-    at connect time for every connection, redirect hops and address literals included (aiohttp
-    does not ask the resolver for a literal)."""
-
-    def factory(addr_info: Any) -> socket.socket:
-        family, kind, proto, _, sockaddr = addr_info
-        if not allowed(str(sockaddr[0])):
-            raise OSError(
-                errno.EACCES, f"{sockaddr[0]}: a special-purpose address, refused by policy"
-            )
-        return socket.socket(family, kind, proto)
-
-    return factory
-
-
-def make_session(
-    resolver: PinnedResolver, ssl_context: ssl.SSLContext, timeout: float
-) -> aiohttp.ClientSession:
-    """One session per run; every request on a fresh connection, so each fetch is a measurement."""
-    connector = aiohttp.TCPConnector(
-        resolver=resolver,
-        ssl=ssl_context,
-        force_close=True,
-        use_dns_cache=False,
-        limit=0,
-        socket_factory=guarded_socket(resolver.allowed) if resolver.allowed else None,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
-        headers={"User-Agent": USER_AGENT, "Accept": "text/html,*/*;q=0.8"},
-        auto_decompress=True,
-        max_line_size=8190,
-        max_field_size=8190,
-    )
+    timeout: float  # for the first byte of the response
+    stall_after: float  # silence, once the response began, that makes it a stall
+    body_cap: int
+    window: float  # the throughput window, from the first body byte
+    end: float  # perf_counter() of the target's deadline
 
 
 @dataclass
 class _Body:
-    length: int = 0
+    length: int = 0  # decoded bytes
+    wire: int = 0  # bytes as they crossed the network (for the rate)
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     sample: bytearray = field(default_factory=bytearray)
     first_byte: float | None = None
@@ -125,10 +63,11 @@ class _Body:
     stopped: float | None = None  # when reading ended: the window's end for a slow download
     truncated: str | None = None
 
-    def add(self, chunk: bytes, now: float) -> None:
+    def add(self, wire: int, chunk: bytes, now: float) -> None:
         if self.first_byte is None:
             self.first_byte = now
         self.last_byte = now
+        self.wire += wire
         self.length += len(chunk)
         self.digest.update(chunk)
         if len(self.sample) < SAMPLE_BYTES:
@@ -136,142 +75,243 @@ class _Body:
 
     def throughput(self) -> float | None:
         """Bytes per second from the first body byte until reading stopped: a download that
-        stalls inside the window is measured over the whole window, not up to its last byte."""
+        slows inside the window is measured over the whole window, not up to its last byte."""
         if self.first_byte is None or self.last_byte is None:
             return None
         span = (self.stopped or self.last_byte) - self.first_byte
-        return round(self.length / span, 1) if span > 0 else None  # one chunk, then EOF: no rate
-
-    def stop(self, truncated: str | None, at: float) -> None:
-        self.truncated, self.stopped = truncated, at
+        return round(self.wire / span, 1) if span > 0 else None  # one chunk, then EOF: no rate
 
 
 @dataclass
-class _Fetch:
-    """What one fetch has seen so far; becomes the observation however it ends."""
+class Exchange:
+    """One request and its response, however far it got."""
 
     url: str
-    start: float
-    current: str
-    hops: list[HTTPHop] = field(default_factory=list)
+    address: str | None
+    start: float = field(default_factory=time.perf_counter)
+    failure: Failure | None = None
+    error: str | None = None
     status: int | None = None
-    address: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     ttfb: float | None = None
+    received: int = 0
+    last_byte: float | None = None  # perf_counter()
     body: _Body = field(default_factory=_Body)
+    ran_out: bool = False  # the target's deadline ended it
+    eof: bool = False  # the server closed its side
 
-    def observation(self, failure: str | None = None, error: str | None = None) -> HTTPObservation:
-        sample = bytes(self.body.sample)
-        match = _TITLE.search(sample)
-        title = ""
-        if match:
-            title = " ".join(html.unescape(match.group(1).decode("utf-8", "replace")).split())[:200]
-        return HTTPObservation(
-            url=self.url,
-            elapsed=time.perf_counter() - self.start,
-            failure=failure,
-            error=error,
-            status=self.status,
-            final_url=self.current,
-            address=self.address,
-            headers=self.headers,
-            title=title,
-            body_length=self.body.length,
-            body_sha256=self.body.digest.hexdigest() if self.body.length else None,
-            truncated=self.body.truncated,
-            ttfb=self.ttfb,
-            throughput=self.body.throughput(),
-            hops=tuple(self.hops),
-            body_sample=sample[:BODY_SAMPLE].decode("utf-8", "replace"),
-        )
+    @property
+    def location(self) -> str | None:
+        """Where a redirect points, as sent."""
+        if self.status in REDIRECTS and self.failure is None:
+            return self.headers.get("location")
+        return None
+
+    def fail(self, failure: Failure, error: str) -> Exchange:
+        self.failure, self.error = failure, error
+        return self
 
 
-async def fetch(
-    url: str,
-    session: aiohttp.ClientSession,
-    *,
-    timeout: float,
-    body_cap: int,
-    window: float,
-    max_redirects: int,
-    pinned: str | None = None,
-) -> HTTPObservation:
-    """GET `url`, following redirects by hand so each hop is evidence.
+def request_bytes(url: str) -> tuple[h11.Connection, bytes]:
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    default = 443 if parts.scheme == "https" else 80
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    if parts.port and parts.port != default:
+        host = f"{host}:{parts.port}"
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+    request = h11.Request(
+        method="GET",
+        target=target,
+        headers=[
+            ("Host", host),
+            ("User-Agent", USER_AGENT),
+            ("Accept", "text/html,*/*;q=0.8"),
+            ("Accept-Encoding", "gzip, deflate"),
+            ("Connection", "close"),
+        ],
+    )
+    return conn, (conn.send(request) or b"") + (conn.send(h11.EndOfMessage()) or b"")
 
-    `pinned` is the address the session's resolver gives for the URL's host (recorded per hop).
-    """
-    host = urlsplit(url).hostname
-    f = _Fetch(url, time.perf_counter(), url)
+
+async def exchange(conn: Connection, url: str, limits: Limits) -> Exchange:
+    """GET `url` on `conn` (which the caller closes)."""
+    x = Exchange(url, conn.address)
     try:
-        for _ in range(max_redirects + 1):
-            sent = time.perf_counter()
-            async with asyncio.timeout(timeout):
-                resp = await session.get(f.current, allow_redirects=False)
-            try:
-                f.ttfb = time.perf_counter() - sent
-                f.status = resp.status
-                f.address = pinned if urlsplit(f.current).hostname == host else None
-                f.headers = _headers(resp)
-                location = resp.headers.get("location")
-                if resp.status in (301, 302, 303, 307, 308) and location:
-                    f.hops.append(HTTPHop(f.current, resp.status, location[:2000], f.address))
-                    f.current = urljoin(f.current, location)
-                    if urlsplit(f.current).scheme not in ("http", "https"):
-                        break
-                    continue
-                await _read_body(resp, f.body, body_cap, window, timeout)
-                break
-            finally:
-                resp.release()
+        parser, data = request_bytes(url)
+        conn.write(data)
+        async with asyncio.timeout(max(0.0, min(limits.timeout, limits.end - time.perf_counter()))):
+            await conn.drain()
+        await _receive(conn, parser, x, limits)
+    except h11.RemoteProtocolError as exc:
+        if x.eof:
+            x.fail(Failure.EOF, f"the server closed the connection: {exc}"[:300])
         else:
-            return f.observation("protocol", f"more than {max_redirects} redirects")
+            x.fail(Failure.PROTOCOL, f"not HTTP: {exc}"[:300])
     except Exception as exc:
-        return f.observation(*classify(exc))
-    return f.observation()
+        x.fail(*classify(exc))
+        x.ran_out = x.failure is Failure.TIMEOUT and time.perf_counter() >= limits.end
+    return x
 
 
-async def _read_body(
-    resp: aiohttp.ClientResponse, body: _Body, cap: int, window: float, timeout: float
-) -> None:
+async def _receive(conn: Connection, parser: h11.Connection, x: Exchange, limits: Limits) -> None:
+    decoder: _Decoder | _Identity | None = None
     window_end: float | None = None
     while True:
-        now = time.perf_counter()
-        if window_end is not None and now >= window_end:
-            return body.stop("window", window_end)
-        wait = timeout if window_end is None else min(timeout, window_end - now)
+        event = parser.next_event()
+        if event is h11.NEED_DATA:
+            now = time.perf_counter()
+            if window_end is not None and now >= window_end:
+                x.body.stopped, x.body.truncated = window_end, "window"  # still flowing
+                return
+            data = await _read(conn, x, limits, now)
+            if data is None:
+                return
+            x.eof = not data
+            parser.receive_data(data)  # b"": h11 decides whether the message was complete
+        elif isinstance(event, h11.Response):
+            raw = list(event.headers)
+            if sum(len(n) + len(v) for n, v in raw) > MAX_HEAD:
+                x.fail(Failure.PROTOCOL, f"response headers larger than {MAX_HEAD} bytes")
+                return
+            x.status = event.status_code
+            x.headers = _headers(raw)
+            if event.status_code in REDIRECTS and "location" in x.headers:
+                return  # the body of a redirect is not the page
+            decoder = _Decoder.for_encoding(x.headers.get("content-encoding", ""))
+        elif isinstance(event, h11.Data):
+            now = time.perf_counter()
+            chunk = decoder.decode(event.data, limits.body_cap - x.body.length) if decoder else b""
+            x.body.add(len(event.data), chunk, now)
+            window_end = window_end or now + limits.window
+            if x.body.length >= limits.body_cap:
+                x.body.stopped, x.body.truncated = now, "cap"
+                return
+        elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+            x.body.stopped = x.body.last_byte
+            return
+        # InformationalResponse (1xx): the real response follows
+
+
+async def _read(conn: Connection, x: Exchange, limits: Limits, now: float) -> bytes | None:
+    """The next bytes, b"" at EOF, or None when the wait ended the exchange (recorded in x)."""
+    # the first byte of the response may take `timeout`; once it began, a silence `stall_after`
+    wait = limits.timeout if x.last_byte is None else x.last_byte + limits.stall_after - now
+    deadline_first = limits.end - now < wait
+    try:
+        async with asyncio.timeout(max(0.0, min(wait, limits.end - now))):
+            data = await conn.read()
+    except TimeoutError:
+        if conn.pending():  # bytes had arrived; a busy event loop had not handed them over yet
+            async with asyncio.timeout(max(0.0, min(1.0, limits.end - time.perf_counter()))):
+                data = await conn.read()
+            return _count(x, data)
+        if deadline_first:
+            x.ran_out = True
+            x.fail(Failure.TIMEOUT, "the target's deadline ran out while reading the response")
+        elif x.last_byte is None:
+            x.fail(Failure.TIMEOUT, f"no byte of the response within {limits.timeout:g}s")
+        else:
+            since = x.last_byte - x.start
+            x.fail(
+                Failure.STALL,
+                f"{x.received} bytes of the response arrived, the last {since:.2f}s after the "
+                f"request; then nothing for {limits.stall_after:g}s, with neither FIN nor RST",
+            )
+        return None
+    return _count(x, data)
+
+
+def _count(x: Exchange, data: bytes) -> bytes:
+    if data:
+        x.received += len(data)
+        x.last_byte = time.perf_counter()
+        if x.ttfb is None:
+            x.ttfb = x.last_byte - x.start
+    return data
+
+
+class _Decoder:
+    """Content-Encoding gzip or deflate, never producing more than asked (no bombs)."""
+
+    def __init__(self, wbits: int) -> None:
+        self.wbits = wbits
+        self.z = zlib.decompressobj(wbits)
+        self.started = False
+
+    @classmethod
+    def for_encoding(cls, encoding: str) -> _Decoder | _Identity:
+        name = encoding.strip().lower()
+        if name in ("gzip", "x-gzip"):
+            return cls(16 + zlib.MAX_WBITS)
+        if name == "deflate":
+            return cls(zlib.MAX_WBITS)
+        return _Identity()
+
+    def decode(self, data: bytes, room: int) -> bytes:
+        if room <= 0:
+            return b""
         try:
-            async with asyncio.timeout(wait):
-                chunk = await resp.content.readany()
-        except TimeoutError:
-            if window_end is not None and time.perf_counter() >= window_end - 0.001:
-                return body.stop("window", window_end)
-            raise
-        now = time.perf_counter()
-        if not chunk:
-            return body.stop(None, body.last_byte or now)
-        if window_end is None:
-            window_end = now + window
-        body.add(chunk[: cap - body.length], now)
-        if body.length >= cap:
-            return body.stop("cap", now)
+            out = self.z.decompress(data, room)
+        except zlib.error:
+            if self.started or self.wbits != zlib.MAX_WBITS:
+                raise h11.RemoteProtocolError("the body does not decompress") from None
+            # "deflate" sent raw, without the zlib wrapper, as some servers do
+            self.wbits = -zlib.MAX_WBITS
+            self.z = zlib.decompressobj(self.wbits)
+            out = self.z.decompress(data, room)
+        self.started = True
+        return out
 
 
-async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body, or ValueError past `limit` bytes (a read(n) may return fewer than n)."""
-    data = bytearray()
-    while chunk := await resp.content.read(65536):
-        data += chunk
-        if len(data) > limit:
-            raise ValueError(f"{resp.url}: answer larger than {limit} bytes")
-    return bytes(data)
+class _Identity:
+    def decode(self, data: bytes, room: int) -> bytes:
+        return data[: max(0, room)]
 
 
-def _headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Every header (repeated ones joined), names lower-cased, bounded in number and length."""
     out: dict[str, str] = {}
-    for name, value in resp.headers.items():
-        key = name.lower()
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
         if key not in out and len(out) >= MAX_HEADERS:
             continue
-        out[key] = f"{out[key]}, {value}"[:400] if key in out else value[:400]
+        limit = MAX_LOCATION if key == "location" else MAX_HEADER_VALUE
+        out[key] = f"{out[key]}, {text}"[:limit] if key in out else text[:limit]
     return out
+
+
+def observation(
+    url: str, chain: list[Exchange], hops: list[HTTPHop], final_url: str | None = None
+) -> HTTPObservation:
+    """The evidence of a whole redirect chain: the last exchange's response, every hop before
+    (`final_url`: where the chain pointed last, when that was not followed)."""
+    last = chain[-1]
+    body = last.body
+    sample = bytes(body.sample)
+    match = _TITLE.search(sample)
+    title = ""
+    if match:
+        title = " ".join(html.unescape(match.group(1).decode("utf-8", "replace")).split())[:200]
+    return HTTPObservation(
+        url=url,
+        elapsed=time.perf_counter() - chain[0].start,
+        failure=last.failure,
+        error=last.error,
+        status=last.status,
+        final_url=final_url or last.url,
+        address=last.address,
+        headers=last.headers,
+        title=title,
+        body_length=body.length,
+        body_sha256=body.digest.hexdigest() if body.length else None,
+        truncated=body.truncated,
+        ttfb=last.ttfb,
+        throughput=body.throughput(),
+        hops=tuple(hops),
+        body_sample=sample[:BODY_SAMPLE].decode("utf-8", "replace"),
+        received=last.received,
+        last_byte=None if last.last_byte is None else round(last.last_byte - last.start, 6),
+    )

@@ -1,39 +1,130 @@
-"""TCP: connect to one address, and classify why it failed."""
+"""TCP: connect to one address under the address policy, and the connection the later steps
+ride on (plain, or TLS once `probe.measure.tls.handshake` secured it)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
+import ssl
 import time
 
 from probe.measure.failure import classify
 from probe.model import TCPObservation
+from probe.policy import AddressPolicy
+from probe.vocabulary import Failure
+
+CLOSE_WAIT = 1.0  # how long closing may wait for a peer that never acknowledges
+READ_SIZE = 1 << 16
+
+
+class Connection:
+    """An open connection: bytes in and out, in the clear or through TLS (`secure`).
+
+    TLS runs over memory buffers (`ssl.SSLObject`) rather than asyncio's own TLS transport, so
+    that the handshake's computation can run in a thread (see `probe.measure.tls`), and so that
+    what waits to be read is always visible (`pending`)."""
+
+    def __init__(
+        self, address: str, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.address = address
+        self.port = port
+        self.reader = reader
+        self.writer = writer
+        self.tls: ssl.SSLObject | None = None
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+
+    def secure(self, context: ssl.SSLContext, sni: str) -> ssl.SSLObject:
+        """The TLS object for a handshake on this connection (not yet done)."""
+        self.tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=sni)
+        return self.tls
+
+    def flush(self) -> None:
+        """Send what TLS has produced."""
+        if self._outgoing.pending:
+            self.writer.write(self._outgoing.read())
+
+    async def receive(self) -> bool:
+        """Feed the next bytes from the network to TLS; False at EOF."""
+        data = await self.reader.read(READ_SIZE)
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
+        return bool(data)
+
+    async def read(self) -> bytes:
+        """The next bytes of the stream, b"" at its end."""
+        if self.tls is None:
+            return await self.reader.read(READ_SIZE)
+        while True:
+            try:
+                return self.tls.read(READ_SIZE)
+            except ssl.SSLWantReadError:
+                self.flush()
+                await self.receive()
+            except ssl.SSLZeroReturnError:  # close_notify: the orderly end
+                return b""
+
+    def write(self, data: bytes) -> None:
+        if self.tls is None:
+            self.writer.write(data)
+        else:
+            self.tls.write(data)
+            self.flush()
+
+    async def drain(self) -> None:
+        await self.writer.drain()
+
+    def pending(self) -> bool:
+        """Whether bytes wait to be read: in TLS's buffers, the reader's, or the kernel's (a
+        busy event loop may not have handed them over yet)."""
+        if self.tls is not None and (self.tls.pending() or self._incoming.pending):
+            return True
+        if self.reader._buffer:  # type: ignore[attr-defined]  # asyncio has no public accessor
+            return True
+        raw = self.writer.get_extra_info("socket")
+        if raw is None:
+            return False
+        try:
+            with socket.socket(fileno=os.dup(raw.fileno())) as sock:
+                sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # data, or b"" for a FIN
+        except BlockingIOError:  # nothing there
+            return False
+        except OSError:  # a reset waits, or the socket is gone: reading will say which
+            return True
+        return True
+
+    async def close(self) -> None:
+        """Close without waiting long on a peer that may never acknowledge."""
+        self.writer.close()
+        # the peer reset or vanished: nothing left to close
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_WAIT):
+                await self.writer.wait_closed()
 
 
 async def connect(
-    address: str, port: int, timeout: float
-) -> tuple[TCPObservation, asyncio.StreamReader | None, asyncio.StreamWriter | None]:
-    """Open a connection; the caller closes the writer it gets back."""
+    address: str, port: int, timeout: float, policy: AddressPolicy
+) -> tuple[TCPObservation, Connection | None]:
+    """Open a connection, unless the policy refuses the address; the caller closes it."""
+    if not policy.allows(address):
+        return TCPObservation(
+            address,
+            port,
+            0.0,
+            Failure.FORBIDDEN,
+            f"{address}: a special-purpose address, refused by the address policy",
+        ), None
     start = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(address, port)
+            reader, writer = await asyncio.open_connection(address, port, limit=READ_SIZE)
     except Exception as exc:
         failure, error = classify(exc)
-        return (
-            TCPObservation(address, port, time.perf_counter() - start, failure, error),
-            None,
-            None,
-        )
-    return TCPObservation(address, port, time.perf_counter() - start), reader, writer
-
-
-async def close(writer: asyncio.StreamWriter | None) -> None:
-    """Close without waiting on a peer that may never acknowledge."""
-    if writer is None:
-        return
-    writer.close()
-    try:
-        async with asyncio.timeout(1):
-            await writer.wait_closed()
-    except Exception:  # the peer reset or vanished: nothing left to close
-        pass
+        return TCPObservation(address, port, time.perf_counter() - start, failure, error), None
+    elapsed = time.perf_counter() - start
+    return TCPObservation(address, port, elapsed), Connection(address, port, reader, writer)

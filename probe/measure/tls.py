@@ -1,32 +1,55 @@
-"""TLS: a handshake with a given SNI, and a summary of the certificate even when it is not trusted.
+"""TLS: a handshake with a given SNI on an open connection, and a summary of the certificate
+even when it is not trusted.
 
 A certificate that fails verification is the evidence of interception, so after a verification
-failure one more handshake with a non-verifying context fetches it.
+failure one more handshake with a non-verifying context fetches it (`fetch_certificate`).
+A verified certificate is summarised from what the ssl module already parsed; an untrusted one
+needs `cryptography`, imported only then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import datetime
 import hashlib
+import os
 import ssl
 import time
-
-from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
+from typing import Any
 
 from probe.measure import tcp
 from probe.measure.failure import classify, describe
-from probe.model import Certificate, TCPObservation, TLSObservation
+from probe.model import Certificate, TLSObservation
+from probe.policy import AddressPolicy
+
+MAX_SANS = 50
+MAX_CERTIFICATE_BYTES = 64 << 10  # a leaf larger than this is not a certificate anyone serves
+# what `ssl` calls the attributes of a name, and what RFC 4514 (and cryptography) calls them
+_SHORT = {
+    "commonName": "CN",
+    "countryName": "C",
+    "localityName": "L",
+    "stateOrProvinceName": "ST",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "streetAddress": "STREET",
+    "domainComponent": "DC",
+    "userId": "UID",
+}
 
 
 def make_context(
-    ca_file: str | None = None, *, verify: bool = True, alpn: tuple[str, ...] = ("h2", "http/1.1")
+    ca_file: str | None = None, *, verify: bool = True, alpn: tuple[str, ...] = ("http/1.1",)
 ) -> ssl.SSLContext:
-    """A client context: system trust (honours SSL_CERT_FILE) plus `ca_file`, or no verification."""
-    ctx = ssl.create_default_context()
-    if ca_file:
-        ctx.load_verify_locations(cafile=ca_file)
-    if not verify:
+    """A client context: system trust (honours SSL_CERT_FILE) plus `ca_file`, or no verification.
+    Raises ssl.SSLError or OSError when `ca_file` holds no certificate."""
+    if verify:
+        ctx = ssl.create_default_context()
+        if ca_file:
+            ctx.load_verify_locations(cafile=ca_file)
+    else:  # no trust store to load
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if alpn:
@@ -34,59 +57,130 @@ def make_context(
     return ctx
 
 
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads for the handshakes' computation: `SSLObject.do_handshake` releases the GIL while
+    OpenSSL verifies and derives keys, so handshakes use every core, not the event loop's."""
+    global _POOL
+    if _POOL is None:
+        _POOL = concurrent.futures.ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 2, thread_name_prefix="tls"
+        )
+    return _POOL
+
+
 async def handshake(
-    writer: asyncio.StreamWriter,
+    conn: tcp.Connection, sni: str, context: ssl.SSLContext, timeout: float
+) -> TLSObservation:
+    """Run the handshake on an open connection (which the caller closes); on success the
+    connection carries TLS from then on."""
+    start = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            tls = conn.secure(context, sni)
+            first = True
+            while True:
+                try:
+                    if first:  # only writes the ClientHello: cheap enough for the event loop
+                        tls.do_handshake()
+                    else:
+                        await loop.run_in_executor(_pool(), tls.do_handshake)
+                    break
+                except ssl.SSLWantReadError:
+                    first = False
+                    conn.flush()
+                    await conn.receive()
+            conn.flush()
+    except Exception as exc:
+        failure, error = classify(exc)
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            error = exc.verify_message or describe(exc)
+        return TLSObservation(
+            conn.address, conn.port, sni, time.perf_counter() - start, failure, error
+        )
+    elapsed = time.perf_counter() - start
+    verified = context.verify_mode == ssl.CERT_REQUIRED
+    cipher = tls.cipher()
+    certificate = None
+    if verified:
+        der = tls.getpeercert(binary_form=True)
+        certificate = _from_ssl(tls.getpeercert() or {}, der) if der else None
+    return TLSObservation(
+        conn.address,
+        conn.port,
+        sni,
+        elapsed,
+        version=tls.version(),
+        cipher=cipher[0] if cipher else None,
+        alpn=tls.selected_alpn_protocol(),
+        certificate=certificate,
+        verified=verified,
+    )
+
+
+async def connect_and_handshake(
     address: str,
     port: int,
     sni: str,
     context: ssl.SSLContext,
     timeout: float,
+    policy: AddressPolicy,
 ) -> TLSObservation:
-    """Run the handshake on an open connection (which the caller closes)."""
-    start = time.perf_counter()
+    """A fresh connection and one handshake, closed after; `connected` says whether TCP worked."""
+    tcp_obs, conn = await tcp.connect(address, port, timeout, policy)
+    if conn is None:
+        return TLSObservation(
+            address,
+            port,
+            sni,
+            tcp_obs.elapsed,
+            tcp_obs.failure,
+            tcp_obs.error,
+            connected=False,
+        )
     try:
-        async with asyncio.timeout(timeout):
-            await writer.start_tls(context, server_hostname=sni, ssl_handshake_timeout=timeout)
-    except Exception as exc:
-        failure, error = classify(exc)
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            error = f"{exc.verify_message or describe(exc)}"
-        return TLSObservation(address, port, sni, time.perf_counter() - start, failure, error)
-    elapsed = time.perf_counter() - start
-    tls = writer.get_extra_info("ssl_object")
-    der = tls.getpeercert(binary_form=True) if tls is not None else None
-    cipher = tls.cipher() if tls is not None else None
-    return TLSObservation(
-        address,
-        port,
-        sni,
-        elapsed,
-        version=tls.version() if tls is not None else None,
-        cipher=cipher[0] if cipher else None,
-        alpn=tls.selected_alpn_protocol() if tls is not None else None,
-        certificate=summarize(der) if der else None,
-        verified=context.verify_mode == ssl.CERT_REQUIRED,
-    )
-
-
-async def connect_and_handshake(
-    address: str, port: int, sni: str, context: ssl.SSLContext, timeout: float
-) -> tuple[TCPObservation, TLSObservation | None]:
-    """A fresh connection and one handshake; the TLS observation is None when TCP failed."""
-    tcp_obs, _, writer = await tcp.connect(address, port, timeout)
-    if writer is None:
-        return tcp_obs, None
-    try:
-        return tcp_obs, await handshake(writer, address, port, sni, context, timeout)
+        return await handshake(conn, sni, context, timeout)
     finally:
-        await tcp.close(writer)
+        await conn.close()
+
+
+async def fetch_certificate(
+    address: str,
+    port: int,
+    sni: str,
+    context: ssl.SSLContext,
+    timeout: float,
+    policy: AddressPolicy,
+) -> Certificate | None:
+    """The certificate a server presents, without trusting it (the evidence of interception)."""
+    _, conn = await tcp.connect(address, port, timeout, policy)
+    if conn is None:
+        return None
+    try:
+        obs = await handshake(conn, sni, context, timeout)
+        tls = conn.tls if obs.failure is None else None
+        der = tls.getpeercert(binary_form=True) if tls is not None else None
+        return summarize(der) if der else None
+    finally:
+        await conn.close()
 
 
 def summarize(der: bytes) -> Certificate:
     """Subject, issuer, names and validity of a DER certificate; tolerant of odd certificates."""
     sha256 = hashlib.sha256(der).hexdigest()
+    if len(der) > MAX_CERTIFICATE_BYTES:
+        return Certificate(f"unparsed: {len(der)} bytes", "", (), "", "", sha256)
+    from cryptography import x509  # only for untrusted certificates: costs ~10 MB
+    from cryptography.x509.oid import ExtensionOID
+
     try:
         cert = x509.load_der_x509_certificate(der)
+        subject, issuer = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+        not_before = cert.not_valid_before_utc.isoformat()
+        not_after = cert.not_valid_after_utc.isoformat()
     except Exception as exc:  # a hostile server can send anything
         return Certificate(f"unparseable: {describe(exc)}", "", (), "", "", sha256)
     try:
@@ -94,19 +188,50 @@ def summarize(der: bytes) -> Certificate:
         sans = tuple(str(n.value) for n in ext.value)  # type: ignore[attr-defined]
     except Exception:  # no SAN extension, or a malformed one
         sans = ()
+    return Certificate(subject, issuer, sans[:MAX_SANS], not_before, not_after, sha256)
+
+
+def _from_ssl(cert: dict[str, Any], der: bytes) -> Certificate:
+    """The same summary from what the ssl module parsed of a verified certificate."""
+    sans = tuple(str(value) for _, value in cert.get("subjectAltName", ()))
     return Certificate(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        sans=sans[:50],
-        not_before=cert.not_valid_before_utc.isoformat(),
-        not_after=cert.not_valid_after_utc.isoformat(),
-        sha256=sha256,
+        subject=_name(cert.get("subject", ())),
+        issuer=_name(cert.get("issuer", ())),
+        sans=sans[:MAX_SANS],
+        not_before=_time(cert.get("notBefore")),
+        not_after=_time(cert.get("notAfter")),
+        sha256=hashlib.sha256(der).hexdigest(),
     )
 
 
-async def fetch_certificate(
-    address: str, port: int, sni: str, context: ssl.SSLContext, timeout: float
-) -> Certificate | None:
-    """The certificate a server presents, without trusting it (the evidence of interception)."""
-    _, obs = await connect_and_handshake(address, port, sni, context, timeout)
-    return obs.certificate if obs is not None else None
+def _name(rdns: tuple[tuple[tuple[str, str], ...], ...]) -> str:
+    """RFC 4514, as cryptography writes it: the last RDN first."""
+    return ",".join(
+        "+".join(f"{_SHORT.get(k, k)}={_escape(v)}" for k, v in rdn) for rdn in reversed(rdns)
+    )
+
+
+def _escape(value: str) -> str:
+    out = "".join(f"\\{c}" if c in ',+"\\<>;' else c for c in value)
+    return "\\" + out if out[:1] in ("#", " ") else out
+
+
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
+    )
+}
+
+
+def _time(text: str | None) -> str:
+    """`Nov 27 12:00:00 2026 GMT` (OpenSSL's form) -> ISO 8601, without strptime's cost."""
+    try:
+        month, day, clock, year, _ = (text or "").split()
+        hours, minutes, seconds = (int(x) for x in clock.split(":"))
+        when = datetime.datetime(
+            int(year), _MONTHS[month], int(day), hours, minutes, seconds, tzinfo=datetime.UTC
+        )
+    except (ValueError, KeyError):
+        return text or ""
+    return when.isoformat()

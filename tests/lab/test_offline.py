@@ -69,12 +69,11 @@ def test_default_targets_without_network_are_never_blocked(offline_ns: str) -> N
         text=True,
         check=True,
     ).stdout.split()
-    assert urls == expected
+    assert sorted(urls) == sorted(expected)  # in the order they finished
     assert doc["ended_early"] is None
     assert elapsed < budget + 10
     verdicts = {r["verdict"] for r in doc["results"]}
     assert verdicts <= {"inconclusive", "down"}, verdicts
     assert proc.returncode == 2
-    first = doc["results"][0]
-    assert first["service"] == "clubhouse"
-    assert "DNS" in first["explanation"]
+    clubhouse = next(r for r in doc["results"] if r["service"] == "clubhouse")
+    assert "DNS" in clubhouse["explanation"]

@@ -14,6 +14,9 @@ import trustme
 from aiohttp import web
 
 from probe.config import Settings
+from probe.engine import flow
+from probe.engine.runtime import Runtime
+from probe.model import Measurement, Target
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -29,6 +32,15 @@ def settings(**kw: object) -> Settings:
     }
     base.update(kw)
     return Settings(**base)  # type: ignore[arg-type]
+
+
+async def measure(url: str, **kw: object) -> Measurement:
+    """One measurement of `url` with `settings(**kw)`, on a runtime of its own."""
+    rt = await Runtime.open(settings(**kw))
+    try:
+        return await flow.measure(Target.parse(url), rt, flow.Budget(rt.settings.deadline))
+    finally:
+        await rt.close()
 
 
 def server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:

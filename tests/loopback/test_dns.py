@@ -16,6 +16,7 @@ from aiohttp import web
 
 from probe.lab.dnsserver import DNSServer, Replies
 from probe.measure import dns as measure_dns
+from probe.measure import doh, system
 from probe.model import Measurement, Target
 from probe.verdict import judge
 from tests.loopback.conftest import server_context
@@ -80,8 +81,12 @@ class Large(DNSServer):
 async def test_answers_are_recorded_with_rcode_and_ttl() -> None:
     """A plain answer gives addresses, NOERROR and the TTL, for A and AAAA."""
     async with Answers() as server:
-        obs = await measure_dns.resolve("example.test", server.address, timeout=2, window=0.1)
-    a, aaaa = obs
+        a, aaaa = [
+            await measure_dns.resolve_udp(
+                "example.test", q, "127.0.0.1", server.port, timeout=2, window=0.1
+            )
+            for q in ("A", "AAAA")
+        ]
     assert (a.qtype, a.rcode, sorted(a.addresses), a.ttl, a.failure) == (
         "A",
         "NOERROR",
@@ -178,7 +183,7 @@ async def test_no_resolver_at_the_address_is_unreachable() -> None:
 
 
 async def test_system_resolver_reads_the_hosts_file() -> None:
-    obs = await measure_dns.resolve_system("localhost", timeout=2)
+    obs = await system.resolve("localhost", timeout=2)
     assert obs.failure is None
     assert "127.0.0.1" in obs.addresses or "::1" in obs.addresses
 
@@ -188,22 +193,17 @@ async def test_doh_answers_over_https(
 ) -> None:
     """RFC 8484 POST to a real HTTPS server that speaks application/dns-message."""
 
-    async def doh(request: web.Request) -> web.Response:
+    async def handler(request: web.Request) -> web.Response:
         query = dns.message.from_wire(await request.read())
         reply = DNSServer.answer(query, ["192.0.2.77"])
         return web.Response(body=reply.to_wire(), content_type="application/dns-message")
 
     app = web.Application()
-    app.router.add_post("/dns-query", doh)
+    app.router.add_post("/dns-query", handler)
     port = await web_server(app, server_context(ca, "localhost"))
     ctx = ssl.create_default_context(cafile=ca_file)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
-        obs = await measure_dns.resolve(
-            "example.test",
-            f"https://localhost:{port}/dns-query",
-            timeout=2,
-            window=0.1,
-            session=session,
-        )
+        url = f"https://localhost:{port}/dns-query"
+        obs = [await doh.resolve("example.test", q, url, session, 2) for q in ("A", "AAAA")]
     assert [o.addresses for o in obs] == [("192.0.2.77",), ()]
     assert obs[0].transport == "doh"

@@ -7,21 +7,16 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable
 
-from probe.model import Measurement, Target
-from probe.runner import Runtime, measure
+from probe.model import Measurement
 from probe.verdict import judge
 from tests.conftest import free_port
-from tests.loopback.conftest import Handler, reset, settings
+from tests.loopback.conftest import Handler, measure, reset
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n"
 
 
 async def run(port: int, path: str = "/", **kw: object) -> Measurement:
-    rt = await Runtime.open(settings(**kw))
-    try:
-        return await measure(Target.parse(f"http://127.0.0.1:{port}{path}"), rt)
-    finally:
-        await rt.close()
+    return await measure(f"http://127.0.0.1:{port}{path}", **kw)
 
 
 async def request(reader: asyncio.StreamReader) -> bytes:

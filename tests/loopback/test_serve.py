@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from probe import archive
+from probe.serve import archive
 from tests.conftest import free_port, require_tool
 
 Start = Callable[..., Awaitable[int]]

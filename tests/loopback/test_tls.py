@@ -9,30 +9,32 @@ from collections.abc import Awaitable, Callable
 import trustme
 
 from probe.measure import tls
-from probe.model import Target, TCPObservation, TLSObservation
-from probe.runner import Runtime, measure
+from probe.model import TLSObservation
+from probe.policy import AddressPolicy
 from probe.verdict import judge
 from tests.loopback.conftest import (
     Handler,
+    measure,
     page,
     reset,
     reset_after_hello,
     server_context,
-    settings,
 )
 
 
 async def handshake(
     port: int, sni: str, ca_file: str | None, verify: bool = True
-) -> tuple[TCPObservation, TLSObservation | None]:
+) -> TLSObservation:
     ctx = tls.make_context(ca_file, verify=verify)
-    return await tls.connect_and_handshake("127.0.0.1", port, sni, ctx, timeout=1.0)
+    return await tls.connect_and_handshake(
+        "127.0.0.1", port, sni, ctx, timeout=1.0, policy=AddressPolicy.open()
+    )
 
 
 async def test_trusted_origin_records_version_cipher_and_certificate(
     tls_origin: int, ca_file: str
 ) -> None:
-    _, obs = await handshake(tls_origin, "localhost", ca_file)
+    obs = await handshake(tls_origin, "localhost", ca_file)
     assert obs is not None
     assert obs.failure is None and obs.verified
     assert obs.version in ("TLSv1.2", "TLSv1.3")
@@ -46,7 +48,7 @@ async def test_wrong_name_is_invalid_certificate(
     web_server: Callable[..., Awaitable[int]], ca: trustme.CA, ca_file: str
 ) -> None:
     port = await web_server(page("wrong"), server_context(ca, "other.example"))
-    _, obs = await handshake(port, "localhost", ca_file)
+    obs = await handshake(port, "localhost", ca_file)
     assert obs is not None
     assert obs.failure == "invalid_certificate"
     assert "mismatch" in (obs.error or "").lower() or "match" in (obs.error or "").lower()
@@ -58,11 +60,7 @@ async def test_untrusted_certificate_is_kept_as_evidence(
     """The probe's run records the interceptor's certificate even though it fails verification."""
     rogue = trustme.CA(organization_name="Rogue Interception CA")
     port = await web_server(page("intercepted"), server_context(rogue, "localhost"))
-    rt = await Runtime.open(settings(ca_file=ca_file))
-    try:
-        m = await measure(_target(port), rt)
-    finally:
-        await rt.close()
+    m = await measure(_url(port), ca_file=ca_file)
     (obs,) = m.tls
     assert obs.failure == "invalid_certificate"
     assert obs.certificate is not None
@@ -74,9 +72,8 @@ async def test_reset_after_client_hello_is_reset(
     raw_server: Callable[[Handler], Awaitable[int]],
 ) -> None:
     port = await raw_server(reset_after_hello)
-    tcp_obs, obs = await handshake(port, "localhost", None)
-    assert tcp_obs.failure is None
-    assert obs is not None and obs.failure == "reset"
+    obs = await handshake(port, "localhost", None)
+    assert obs.connected and obs.failure == "reset"
 
 
 async def test_junk_instead_of_tls_is_protocol(
@@ -89,7 +86,7 @@ async def test_junk_instead_of_tls_is_protocol(
         await asyncio.sleep(0.5)
 
     port = await raw_server(junk)
-    _, obs = await handshake(port, "localhost", None)
+    obs = await handshake(port, "localhost", None)
     assert obs is not None and obs.failure == "protocol"
 
 
@@ -98,7 +95,7 @@ async def test_silent_server_times_out(raw_server: Callable[[Handler], Awaitable
         await asyncio.sleep(5)
 
     port = await raw_server(silent)
-    _, obs = await handshake(port, "localhost", None)
+    obs = await handshake(port, "localhost", None)
     assert obs is not None and obs.failure == "timeout"
     assert obs.elapsed < 2
 
@@ -111,12 +108,12 @@ async def test_close_after_client_hello_is_eof(
         writer.close()
 
     port = await raw_server(close)
-    _, obs = await handshake(port, "localhost", None)
+    obs = await handshake(port, "localhost", None)
     assert obs is not None and obs.failure == "eof"
 
 
-def _target(port: int) -> Target:
-    return Target.parse(f"https://localhost:{port}/")
+def _url(port: int) -> str:
+    return f"https://localhost:{port}/"
 
 
 async def test_sni_filter_is_told_from_ip_blocking(
@@ -142,11 +139,7 @@ async def test_sni_filter_is_told_from_ip_blocking(
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     port = await raw_server(sni_filter)
-    rt = await Runtime.open(settings(ca_file=ca_file))
-    try:
-        m = await measure(_target(port), rt)
-    finally:
-        await rt.close()
+    m = await measure(_url(port), ca_file=ca_file)
     assert [o.failure for o in m.tls] == ["reset"]
     assert [(o.sni, o.failure) for o in m.sni_check] == [("example.com", None)]
     verdict = judge(m)

@@ -8,10 +8,13 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from probe import archive, cli, statuspage
+from probe import cli
+from probe.cli.formats import Row, format_junit
 from probe.config import Settings
-from probe.model import Blocking, Measurement, Result, Target, Verdict
-from probe.report import summarise
+from probe.model import Blocking, Diagnosis, Measurement, Result, Target
+from probe.serve import archive, statuspage
+from probe.serve.report import summarise
+from probe.vocabulary import Layer, Method, Verdict
 
 DAY1 = 1_790_000_000.0  # 2026-09-21
 DAY2 = DAY1 + 86_400
@@ -20,6 +23,7 @@ DAY2 = DAY1 + 86_400
 def record(
     service: str, verdict: str, when: float, country: str = "RU", method: str = "reset"
 ) -> dict[str, object]:
+    """An archive record as `serve` writes it (the fields the report reads)."""
     blocking = {"layer": "tls", "method": method} if verdict == "blocked" else None
     return {
         "service": service,
@@ -32,11 +36,15 @@ def record(
     }
 
 
+def append(a: archive.Archive, rec: dict[str, object]) -> None:
+    a.append(json.dumps(rec), float(rec["finished"]))  # type: ignore[arg-type]
+
+
 def test_rotates_by_size_and_by_day(tmp_path: Path) -> None:
     a = archive.Archive(tmp_path, max_bytes=400)
     for i in range(6):
-        a.append(record("s", "accessible", DAY1 + i))
-    a.append(record("s", "accessible", DAY2))
+        append(a, record("s", "accessible", DAY1 + i))
+    append(a, record("s", "accessible", DAY2))
     a.close()
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names[0] == "results-2026-09-21.0.jsonl" and names[1] == "results-2026-09-21.1.jsonl"
@@ -47,7 +55,7 @@ def test_rotates_by_size_and_by_day(tmp_path: Path) -> None:
 
 def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     a = archive.Archive(tmp_path)
-    a.append(record("s", "accessible", DAY1))
+    append(a, record("s", "accessible", DAY1))
     a.close()
     path = next(tmp_path.iterdir())
     with path.open("a") as f:
@@ -74,7 +82,7 @@ def test_report_first_and_last_blocked_per_service_and_country() -> None:
 
 def test_report_command_csv(tmp_path: Path) -> None:
     a = archive.Archive(tmp_path)
-    a.append(record("tg", "blocked", DAY1))
+    append(a, record("tg", "blocked", DAY1))
     a.close()
     out = subprocess.run(
         [sys.executable, "-m", "probe", "report", str(tmp_path), "--format", "csv"],
@@ -87,18 +95,19 @@ def test_report_command_csv(tmp_path: Path) -> None:
     assert row.startswith("tg,RU,1,1,2026-09-21T")
 
 
-def _result(url: str, verdict: str, blocking: Blocking | None = None) -> Result:
+def _result(url: str, verdict: Verdict, blocking: Blocking | None = None) -> Result:
     m = Measurement(Target.parse(url, "svc"), DAY1, timings={"total": 1.5})
-    return Result(m, Verdict(verdict, blocking, f"because {verdict}", verdict), finished=DAY1)
+    return Result(m, Diagnosis(verdict, blocking, f"because {verdict}", verdict), finished=DAY1)
 
 
 def test_junit_fails_blocked_and_skips_inconclusive() -> None:
     results = [
-        _result("https://a.example/", "accessible"),
-        _result("https://b.example/", "blocked", Blocking("dns", "injected")),
-        _result("https://c.example/", "inconclusive"),
+        _result("https://a.example/", Verdict.ACCESSIBLE),
+        _result("https://b.example/", Verdict.BLOCKED, Blocking(Layer.DNS, Method.INJECTED)),
+        _result("https://c.example/", Verdict.INCONCLUSIVE),
     ]
-    suite = ET.fromstring(cli.format_junit(results, Settings(vantage="vp", country="CN")))
+    rows = [Row.of(i, r) for i, r in enumerate(results)]
+    suite = ET.fromstring(format_junit(rows, Settings(vantage="vp", country="CN")))
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
     failure = suite.find("testcase[@name='https://b.example/']/failure")
     assert failure is not None and failure.get("message") == "blocked dns/injected"
@@ -130,7 +139,7 @@ def test_textfile_is_written_for_node_exporter(tmp_path: Path) -> None:
 
 def test_status_page_marks_blocked_services_and_escapes_text() -> None:
     page = statuspage.render(
-        [_result("https://a.example/<x>", "blocked", Blocking("tls", "reset"))],
+        [_result("https://a.example/<x>", Verdict.BLOCKED, Blocking(Layer.TLS, Method.RESET))],
         "vp<1>",
         "CN",
         now=DAY1 + 120,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from probe.exporter import ResultsCollector, render, target_label
-from probe.model import Blocking, HTTPObservation, Measurement, Result, Target, Verdict
+from probe.model import Blocking, Diagnosis, HTTPObservation, Measurement, Result, Target
+from probe.serve.metrics import ResultsCollector, render, target_label
+from probe.vocabulary import Layer, Method, Verdict
 
 
-def result(url: str, verdict: str, blocking: Blocking | None = None) -> Result:
+def result(url: str, verdict: Verdict, blocking: Blocking | None = None) -> Result:
     t = Target.parse(url, service="clubhouse")
     http = HTTPObservation(url, 0.2, status=200, throughput=12345.0)
     m = Measurement(t, 100.0, http=http, timings={"dns": 0.02, "total": 0.5})
-    return Result(m, Verdict(verdict, blocking, "why", "short"), finished=123.0)
+    return Result(m, Diagnosis(verdict, blocking, "why", "short"), finished=123.0)
 
 
 def registry(c: ResultsCollector) -> CollectorRegistry:
@@ -23,7 +24,9 @@ def registry(c: ResultsCollector) -> CollectorRegistry:
 
 def test_verdict_is_a_state_set_and_blocking_carries_layer_and_method() -> None:
     c = ResultsCollector("vp1", "CN")
-    c.record(result("https://www.clubhouse.com/", "blocked", Blocking("tls", "reset")))
+    c.record(
+        result("https://www.clubhouse.com/", Verdict.BLOCKED, Blocking(Layer.TLS, Method.RESET))
+    )
     r = registry(c)
     labels = {
         "service_name": "clubhouse",
@@ -60,8 +63,8 @@ def test_verdict_is_a_state_set_and_blocking_carries_layer_and_method() -> None:
 
 def test_no_blocking_series_while_accessible_and_removed_targets_vanish() -> None:
     c = ResultsCollector("vp1", "CN")
-    c.record(result("https://a.example/", "accessible"))
-    c.record(result("https://b.example/", "accessible"))
+    c.record(result("https://a.example/", Verdict.ACCESSIBLE))
+    c.record(result("https://b.example/", Verdict.ACCESSIBLE))
     c.keep_only(["https://a.example/"])
     text = render(c).decode()
     assert "censorprobe_target_blocking{" not in text
@@ -77,9 +80,11 @@ def test_render_is_exactly_what_prometheus_client_renders() -> None:
     """The cached fast path and generate_latest over the collector give the same text, escaping
     included, so the two can never drift apart."""
     c = ResultsCollector('vp"1\\', "CN")
-    c.record(result("https://a.example/", "blocked", Blocking("tls", "reset")))
-    c.record(result('https://b.example/x"y\\z', "accessible"))
-    c.record(result("https://c.example/", "throttled", Blocking("http", "throttled")))
+    c.record(result("https://a.example/", Verdict.BLOCKED, Blocking(Layer.TLS, Method.RESET)))
+    c.record(result('https://b.example/x"y\\z', Verdict.ACCESSIBLE))
+    c.record(
+        result("https://c.example/", Verdict.THROTTLED, Blocking(Layer.HTTP, Method.THROTTLED))
+    )
     assert render(c) == generate_latest(registry(c))
     c.relabel("vp2", "RU")
     assert render(c) == generate_latest(registry(c))

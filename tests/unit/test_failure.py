@@ -9,8 +9,9 @@ import ssl
 import aiohttp
 import pytest
 
+from probe.measure.doh import classify_client_error
 from probe.measure.failure import classify
-from probe.model import FAILURES
+from probe.vocabulary import Failure
 
 
 def _ssl_error(reason: str) -> ssl.SSLError:
@@ -39,7 +40,6 @@ def _ssl_error(reason: str) -> ssl.SSLError:
         (_ssl_error("SSLV3_ALERT_HANDSHAKE_FAILURE"), "alert"),
         (_ssl_error("WRONG_VERSION_NUMBER"), "protocol"),
         (_ssl_error("RECORD_LAYER_FAILURE"), "protocol"),
-        (aiohttp.ServerDisconnectedError(), "eof"),
         (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "nxdomain"),
         (ValueError("a bug"), "unknown"),
         (_ssl_error("SOMETHING_NEW"), "unknown"),
@@ -48,8 +48,14 @@ def _ssl_error(reason: str) -> ssl.SSLError:
 def test_mapping(exc: BaseException, failure: str) -> None:
     got, message = classify(exc)
     assert got == failure
-    assert got in FAILURES
+    assert got in set(Failure)
     assert type(exc).__name__ in message
+
+
+def test_aiohttp_errors_of_its_own_are_mapped_where_aiohttp_is_used() -> None:
+    """DoH runs over aiohttp: a disconnect is an EOF, a bad answer not the protocol."""
+    assert classify_client_error(aiohttp.ServerDisconnectedError())[0] == "eof"
+    assert classify_client_error(aiohttp.ClientPayloadError("short"))[0] == "protocol"
 
 
 def test_aiohttp_connector_errors_are_unwrapped_to_their_cause() -> None:

@@ -8,11 +8,10 @@ import dns.message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probe.config import ConfigError
-from probe.fingerprints import load_csv
 from probe.lab.injector import Injector
 from probe.measure.dns import _parse_reply
 from probe.model import Control, from_json
+from probe.verdict.fingerprints import parse_csv
 
 QUERY = dns.message.make_query("example.test", "A")
 
@@ -50,6 +49,6 @@ def test_a_garbled_control_answer_is_refused_with_value_error(doc: object) -> No
 @given(st.text(max_size=400))
 def test_any_fingerprint_file_loads_or_is_refused_with_its_name(text: str) -> None:
     try:
-        load_csv(text, "fp.csv")
-    except ConfigError as exc:
+        parse_csv(text, "fp.csv")
+    except ValueError as exc:
         assert str(exc).startswith("fp.csv")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from probe.fingerprints import Fingerprint
 from probe.model import (
     Blocking,
     Certificate,
@@ -18,8 +17,8 @@ from probe.model import (
     TCPObservation,
     TLSObservation,
 )
-from probe.runner import _settle
-from probe.verdict import judge
+from probe.verdict import judge, settle
+from probe.verdict.fingerprints import Fingerprint
 
 T = Target.parse("https://www.clubhouse.com/")
 A = "192.0.2.10"
@@ -668,10 +667,11 @@ def test_a_single_failure_that_a_retry_does_not_confirm_is_not_a_block() -> None
     """One lost packet: the first measurement times out, the re-measurement loads."""
     blocked = judge(m([system(A)], [tcp(failure="timeout")]), CONTROL)
     fine = judge(OK, CONTROL)
-    verdict, _ = _settle([blocked, fine], m(), OK)
+    verdict, used = settle([blocked, fine])
     assert (verdict.verdict, verdict.attempts, verdict.agreed) == ("accessible", 2, 1)
-    assert "not confirmed" in verdict.explanation
-    confirmed, _ = _settle([blocked, blocked], m(), m())
+    assert "not confirmed" in verdict.explanation and used == 1  # the evidence of the last
+    confirmed, used = settle([blocked, blocked])
+    assert used == 0  # the first measurement says how: later ones may see a residual penalty
     assert (confirmed.verdict, confirmed.attempts, confirmed.agreed) == ("blocked", 2, 2)
 
 

@@ -27,23 +27,26 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
-from probe.fingerprints import BUILTIN, Fingerprint, match_dns, match_http
 from probe.model import (
     Blocking,
     Control,
+    Diagnosis,
     DNSObservation,
     HTTPObservation,
     Measurement,
     TCPObservation,
     TLSObservation,
-    Verdict,
-    is_special,
 )
+from probe.policy import is_special
+from probe.verdict.fingerprints import BUILTIN, Fingerprint, match_dns, match_http
+from probe.vocabulary import Failure, Layer, Method, Verdict
 
-DNS_METHODS = ("nxdomain", "servfail", "refused", "no_answer", "timeout")
-TCP_METHODS = ("timeout", "reset", "refused", "unreachable")
-TLS_METHODS = ("reset", "timeout", "eof", "alert")
-HTTP_METHODS = ("reset", "timeout", "eof")
+F = Failure
+# the step failures that are a block of that layer where the control shows the site works
+DNS_FAILURES = (F.NXDOMAIN, F.SERVFAIL, F.REFUSED, F.NO_ANSWER, F.TIMEOUT)
+TCP_FAILURES = (F.TIMEOUT, F.RESET, F.REFUSED, F.UNREACHABLE)
+TLS_FAILURES = (F.RESET, F.TIMEOUT, F.EOF, F.ALERT)
+HTTP_FAILURES = (F.RESET, F.TIMEOUT, F.EOF)
 BODY_PROPORTION = 0.7  # OONI's threshold for "the same page"
 THROTTLE_RATIO = 0.1
 THROTTLE_CEILING = 250_000.0  # bytes/s (2 Mbit/s)
@@ -115,7 +118,7 @@ def judge(
     control: Control | None = None,
     fingerprints: Sequence[Fingerprint] = BUILTIN,
     public_ranges: Sequence[str] = (),
-) -> Verdict:
+) -> Diagnosis:
     """The verdict for one measurement; see the module docstring for the rules."""
     x = _Context(m, control, fingerprints, public_ranges)
     return (
@@ -129,38 +132,39 @@ def judge(
     )
 
 
-def _blocked(layer: str, method: str, explanation: str, summary: str) -> Verdict:
-    return Verdict("blocked", Blocking(layer, method), explanation, summary)
+def _blocked(layer: Layer, method: Method | Failure, explanation: str, summary: str) -> Diagnosis:
+    """A block; a step's failure names its method (the two vocabularies share those words)."""
+    return Diagnosis(Verdict.BLOCKED, Blocking(layer, Method(method)), explanation, summary)
 
 
-def _down(explanation: str, summary: str) -> Verdict:
-    return Verdict("down", None, f"{explanation}: not censorship", summary)
+def _down(explanation: str, summary: str) -> Diagnosis:
+    return Diagnosis(Verdict.DOWN, None, f"{explanation}: not censorship", summary)
 
 
-def _most_common(failures: Iterable[str | None]) -> str:
-    counts = Counter(f or "" for f in failures)
+def _most_common(failures: Iterable[Failure | None]) -> Failure:
+    counts = Counter(f or F.UNKNOWN for f in failures)
     return max(sorted(counts), key=lambda f: counts[f])
 
 
 # --- DNS ------------------------------------------------------------------------------------
 
 
-def _dns_injection(x: _Context) -> Verdict | None:
+def _dns_injection(x: _Context) -> Diagnosis | None:
     for obs in x.m.dns:
         answers = obs.distinct_answers()
         if len(answers) >= 2:
             shown = " then ".join(",".join(a) for a in answers[:3])
             return _blocked(
-                "dns",
-                "injected",
+                Layer.DNS,
+                Method.INJECTED,
                 f"{obs.resolver} answered one {obs.qtype} query for {x.host} {len(answers)} times "
                 f"with different addresses ({shown}): a forged answer raced the real one",
                 f"{len(answers)} different answers to one query",
             )
         if obs.port_unreachable and answers:
             return _blocked(
-                "dns",
-                "injected",
+                Layer.DNS,
+                Method.INJECTED,
                 f"an answer for {x.host} ({','.join(answers[0])}) arrived from {obs.resolver}, "
                 "which runs no resolver (ICMP port unreachable): something on the path answered",
                 "answer from a host with no resolver",
@@ -175,7 +179,7 @@ def _by_resolver(dns: Sequence[DNSObservation]) -> dict[str, list[DNSObservation
     return out
 
 
-def _dns(x: _Context) -> Verdict | None:
+def _dns(x: _Context) -> Diagnosis | None:
     resolvers = _by_resolver(x.m.dns)
     for resolver, observations in resolvers.items():
         addresses = [a for o in observations for a in o.addresses]
@@ -183,8 +187,8 @@ def _dns(x: _Context) -> Verdict | None:
             fp = match_dns(x.fingerprints, a)
             if fp is not None:
                 return _blocked(
-                    "dns",
-                    "inconsistent",
+                    Layer.DNS,
+                    Method.INCONSISTENT,
                     f"{resolver} answered {a} for {x.host}, a known censor's address ({fp.name})",
                     f"known censor address {a}",
                 )
@@ -202,15 +206,15 @@ def _dns_failure(
     resolver: str,
     observations: list[DNSObservation],
     resolvers: dict[str, list[DNSObservation]],
-) -> Verdict | None:
+) -> Diagnosis | None:
     first = next((o for o in observations if o.qtype != "AAAA"), observations[0])
-    failure = first.failure or "no_answer"
-    if failure not in DNS_METHODS:
+    failure = first.failure or F.NO_ANSWER
+    if failure not in DNS_FAILURES:
         return None
     answered_elsewhere = any(
         o.addresses for r, obs in resolvers.items() if r != resolver for o in obs
     )
-    if resolver != "system" and failure == "timeout" and answered_elsewhere:
+    if resolver != "system" and failure == F.TIMEOUT and answered_elsewhere:
         return (
             None  # that resolver is unreachable from here, for every name: not this target's block
         )
@@ -225,7 +229,7 @@ def _dns_failure(
     ]
     if elsewhere:
         return _blocked(
-            "dns",
+            Layer.DNS,
             failure,
             f"{resolver} says {failure} for {x.host}, while another resolver answers "
             f"{elsewhere[0]}, where a certificate valid for {x.host} is served",
@@ -236,20 +240,20 @@ def _dns_failure(
     control = x.control_addresses()
     if control:
         return _blocked(
-            "dns",
+            Layer.DNS,
             failure,
             f"{resolver} says {failure} for {x.host}; the control resolves it to "
             f"{', '.join(control[:3])}",
             f"DNS {failure}; control resolves",
         )
-    c_failures = sorted({o.failure or "no_answer" for o in x.c.dns})
+    c_failures = sorted({o.failure or F.NO_ANSWER for o in x.c.dns})
     return _down(
         f"{x.host} does not resolve from the control either ({', '.join(c_failures)})",
         f"DNS {failure} everywhere",
     )
 
 
-def _dns_answer(x: _Context, resolver: str, addresses: list[str]) -> Verdict | None:
+def _dns_answer(x: _Context, resolver: str, addresses: list[str]) -> Diagnosis | None:
     if any(x.genuine(a) for a in addresses) or x.c is None:
         return None
     control = x.control_addresses()
@@ -259,8 +263,8 @@ def _dns_answer(x: _Context, resolver: str, addresses: list[str]) -> Verdict | N
         is_special(a, x.public_ranges) for a in control
     ):
         return _blocked(
-            "dns",
-            "bogon",
+            Layer.DNS,
+            Method.BOGON,
             f"{resolver} answered {', '.join(addresses[:3])} for {x.host}: "
             f"special-purpose addresses, where the control resolves {control[0]}",
             f"bogon answer {addresses[0]}",
@@ -271,8 +275,8 @@ def _dns_answer(x: _Context, resolver: str, addresses: list[str]) -> Verdict | N
     if h is not None and h.address in addresses and _same_page(h, x.control_http_ok()):
         return None  # other addresses, same page: a CDN without HTTPS
     return _blocked(
-        "dns",
-        "inconsistent",
+        Layer.DNS,
+        Method.INCONSISTENT,
         f"{resolver} answered {', '.join(addresses[:3])} for {x.host}; the control "
         f"resolves {', '.join(control[:3])}, and no certificate valid for {x.host} "
         "is served at the vantage's addresses",
@@ -283,18 +287,18 @@ def _dns_answer(x: _Context, resolver: str, addresses: list[str]) -> Verdict | N
 # --- TCP and TLS ----------------------------------------------------------------------------
 
 
-def _tcp(x: _Context) -> Verdict | None:
+def _tcp(x: _Context) -> Diagnosis | None:
     tcp = x.m.tcp
     if not tcp or any(t.failure is None for t in tcp):
         return None
     failure = _most_common(t.failure for t in tcp)
-    if failure not in TCP_METHODS or x.c is None:
+    if failure not in TCP_FAILURES or x.c is None:
         return None
     tried = [(t, x.control_tcp(t.address)) for t in tcp]
     reached = [t.address for t, c in tried if c is not None and c.failure is None]
     if reached:
         return _blocked(
-            "tcp",
+            Layer.TCP,
             failure,
             f"TCP {failure} connecting to {', '.join(t.address for t in tcp[:3])}:"
             f"{tcp[0].port}; the control connects to {reached[0]}",
@@ -310,14 +314,14 @@ def _tcp(x: _Context) -> Verdict | None:
     return None
 
 
-def _tls(x: _Context) -> Verdict | None:
+def _tls(x: _Context) -> Diagnosis | None:
     tls = x.m.tls
     if x.m.target.scheme != "https" or not tls or any(t.failure is None for t in tls):
         return None
     failure = _most_common(t.failure for t in tls)
-    if failure == "invalid_certificate":
+    if failure == F.INVALID_CERTIFICATE:
         return _interception(x, tls)
-    if failure not in TLS_METHODS:
+    if failure not in TLS_FAILURES:
         return None
     sni_ok = next((t for t in x.m.sni_check if t.failure is None), None)
     other_sni = (
@@ -332,7 +336,7 @@ def _tls(x: _Context) -> Verdict | None:
     if x.c is None:
         if sni_ok is None:
             return None
-        return _blocked("tls", failure, head + other_sni, f"SNI {failure}; other SNI completes")
+        return _blocked(Layer.TLS, failure, head + other_sni, f"SNI {failure}; other SNI completes")
     same = [c for c in (x.control_tls(t.address) for t in tls) if c is not None]
     completes = [c for c in same if c.failure is None] or (
         [] if same else [t for t in x.c.tls if t.failure is None]
@@ -341,7 +345,7 @@ def _tls(x: _Context) -> Verdict | None:
         where = "there" if same else f"at {completes[0].address}"
         residual = _residual_note(x)
         return _blocked(
-            "tls",
+            Layer.TLS,
             failure,
             f"{head}{other_sni}; the control completes {where}{residual}",
             f"TLS {failure}" + ("; other SNI completes" if sni_ok else "; control completes"),
@@ -356,9 +360,7 @@ def _tls(x: _Context) -> Verdict | None:
 
 
 def _residual_note(x: _Context) -> str:
-    boxed = [
-        t for t in x.m.sni_check if t.failure is not None and (t.error or "").startswith("TCP")
-    ]
+    boxed = [t for t in x.m.sni_check if not t.connected]
     if not boxed:
         return ""
     return (
@@ -367,7 +369,7 @@ def _residual_note(x: _Context) -> str:
     )
 
 
-def _interception(x: _Context, tls: Sequence[TLSObservation]) -> Verdict | None:
+def _interception(x: _Context, tls: Sequence[TLSObservation]) -> Diagnosis | None:
     t = next((t for t in tls if t.certificate is not None), tls[0])
     cert = t.certificate
     shown = f"issued by {cert.issuer} to {cert.subject}" if cert is not None else "unreadable"
@@ -376,14 +378,14 @@ def _interception(x: _Context, tls: Sequence[TLSObservation]) -> Verdict | None:
     valid = [c for c in x.c.tls if c.failure is None and c.verified]
     if valid:
         return _blocked(
-            "tls",
-            "invalid_certificate",
+            Layer.TLS,
+            Method.INVALID_CERTIFICATE,
             f"the certificate for {x.host} at {t.address} does not validate ({t.error}); "
             f"it is {shown}; the control gets a valid certificate at {valid[0].address}: "
             "the connection is intercepted",
             "untrusted certificate (interception)",
         )
-    if any(c.failure == "invalid_certificate" for c in x.c.tls):
+    if any(c.failure == F.INVALID_CERTIFICATE for c in x.c.tls):
         return _down(
             f"the certificate for {x.host} does not validate from the control either",
             "invalid certificate everywhere",
@@ -394,7 +396,7 @@ def _interception(x: _Context, tls: Sequence[TLSObservation]) -> Verdict | None:
 # --- HTTP -----------------------------------------------------------------------------------
 
 
-def _http(x: _Context) -> Verdict | None:
+def _http(x: _Context) -> Diagnosis | None:
     h = x.m.http
     if h is None:
         return None
@@ -402,19 +404,19 @@ def _http(x: _Context) -> Verdict | None:
     if found is not None:
         fp, where = found
         return _blocked(
-            "http",
-            "blockpage",
+            Layer.HTTP,
+            Method.BLOCKPAGE,
             f"GET {h.url} got a known blockpage ({fp.name}, matched in {where})"
             f"{_after_redirects(h)}",
             f"blockpage {fp.name}",
         )
     control = x.control_http_ok()
     if h.failure is not None:
-        if h.failure not in HTTP_METHODS or x.c is None:
+        if h.failure not in HTTP_FAILURES or x.c is None:
             return None
         if control is not None:
             return _blocked(
-                "http",
+                Layer.HTTP,
                 h.failure,
                 f"HTTP {h.failure} for GET {h.url} after the connection was set up; the "
                 f"control gets HTTP {control.status}",
@@ -432,15 +434,15 @@ def _http(x: _Context) -> Verdict | None:
     return _throttled(h, control) or _diff(x, h, control)
 
 
-def _throttled(h: HTTPObservation, control: HTTPObservation) -> Verdict | None:
+def _throttled(h: HTTPObservation, control: HTTPObservation) -> Diagnosis | None:
     if h.throughput is None or control.throughput is None or h.throughput <= 0:
         return None
     if h.body_length < THROTTLE_MIN_BYTES and h.truncated != "window":
         return None  # a small page that completed says nothing about the rate
     if h.throughput < THROTTLE_RATIO * control.throughput and h.throughput < THROTTLE_CEILING:
-        return Verdict(
-            "throttled",
-            Blocking("http", "throttled"),
+        return Diagnosis(
+            Verdict.THROTTLED,
+            Blocking(Layer.HTTP, Method.THROTTLED),
             f"data flows at {_rate(h.throughput)} over {h.body_length} bytes, while the control "
             f"downloads the same URL at {_rate(control.throughput)}",
             f"{_rate(h.throughput)} vs {_rate(control.throughput)}",
@@ -448,7 +450,7 @@ def _throttled(h: HTTPObservation, control: HTTPObservation) -> Verdict | None:
     return None
 
 
-def _diff(x: _Context, h: HTTPObservation, control: HTTPObservation) -> Verdict | None:
+def _diff(x: _Context, h: HTTPObservation, control: HTTPObservation) -> Diagnosis | None:
     if x.m.target.scheme == "https" and (h.final_url or "").startswith("https://"):
         return None  # a page over validated TLS came from the site itself
     if h.status in SITE_STATUSES and h.status != control.status:
@@ -456,8 +458,8 @@ def _diff(x: _Context, h: HTTPObservation, control: HTTPObservation) -> Verdict 
     if _same_page(h, control) or _localized(x.host, h, control):
         return None
     return _blocked(
-        "http",
-        "diff",
+        Layer.HTTP,
+        Method.DIFF,
         f"GET {h.url} got HTTP {h.status} '{h.title[:40]}' ({h.body_length} bytes); the "
         f"control gets HTTP {control.status} '{control.title[:40]}' "
         f"({control.body_length} bytes)",
@@ -489,15 +491,15 @@ def _same_page(h: HTTPObservation | None, control: HTTPObservation | None) -> bo
     return h.status == control.status and (proportion > BODY_PROPORTION or same_title)
 
 
-def _reached(x: _Context) -> Verdict | None:
+def _reached(x: _Context) -> Diagnosis | None:
     h = x.m.http
     if h is None or h.failure is not None or h.status is None:
         return None
     what = f"HTTP {h.status}" + (f" '{h.title[:40]}'" if h.title else "")
     how = "a validated TLS connection" if x.m.target.scheme == "https" else "plain HTTP"
     site = f"; the site {SITE_STATUSES[h.status]}" if h.status in SITE_STATUSES else ""
-    return Verdict(
-        "accessible",
+    return Diagnosis(
+        Verdict.ACCESSIBLE,
         None,
         f"{what} from {h.address or 'the server'} over {how}, {h.body_length} bytes"
         f"{_after_redirects(h)}{site}",
@@ -520,10 +522,12 @@ def _rate(bps: float) -> str:
 # --- inconclusive ---------------------------------------------------------------------------
 
 
-def _inconclusive(x: _Context) -> Verdict:
+def _inconclusive(x: _Context) -> Diagnosis:
     """The first failing step, root cause first, named with its evidence."""
     reason, summary = _first_failure(x.m)
-    return Verdict("inconclusive", None, f"{reason}; {x.control_missing()}", summary)
+    if x.m.ran_out is not None:
+        reason += f" (the target's deadline of {x.m.deadline:g}s ran out during {x.m.ran_out})"
+    return Diagnosis(Verdict.INCONCLUSIVE, None, f"{reason}; {x.control_missing()}", summary)
 
 
 def _first_failure(m: Measurement) -> tuple[str, str]:
@@ -549,5 +553,5 @@ def _first_failure(m: Measurement) -> tuple[str, str]:
             f"HTTP {m.http.failure}",
         )
     if m.notes:
-        return m.notes[-1], m.notes[-1].split(":")[0]
+        return m.notes[-1], "not measured"
     return "no step completed", "nothing measured"

@@ -1,9 +1,10 @@
 """`censorprobe serve`: measure every target each interval, for Prometheus and the archive.
 
 Rounds start `interval` apart with ±10% jitter (and a random first delay) so vantages do not run
-in lockstep. The targets file is reloaded when it changes or on SIGHUP; a broken file keeps the
-old list and logs why. SIGTERM or SIGINT abandons the round in progress (what finished is kept)
-and exits within seconds.
+in lockstep. One runtime serves the rounds and /probe; it is rebuilt when the targets file is
+reloaded (on change or SIGHUP; read off the event loop; a broken file keeps the old list and logs
+why). SIGTERM or SIGINT abandons the round in progress (what finished is kept) and exits within
+seconds.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from probe import runner
-from probe.archive import Archive
-from probe.config import Config, ConfigError, Settings, load
-from probe.exporter import ResultsCollector, make_app
-from probe.model import Result, Target, is_special
+from probe.config import Config, ConfigError, load
+from probe.engine import schedule
+from probe.engine.runtime import Runtime
+from probe.httpd import listen
+from probe.model import Result, Target
+from probe.policy import AddressPolicy
+from probe.serve.archive import Archive
+from probe.serve.metrics import ResultsCollector
+from probe.serve.web import make_app
 
 log = logging.getLogger("censorprobe.serve")
 WATCH_PERIOD = 2.0
@@ -53,13 +58,15 @@ class Daemon:
         probe_targets: str = "listed",
     ) -> None:
         """`configure` applies the command line to a freshly loaded targets file."""
-        self.probe_targets = probe_targets
         self.targets_path = Path(targets_path)
         self.configure = configure
+        self.probe_targets = probe_targets
         self.config = configure(load(targets_path))  # a broken file at start is fatal
         self.urls = {t.url for t in self.config.targets}
-        self.collector = ResultsCollector(self.settings.vantage, self.settings.country)
+        s = self.config.settings
+        self.collector = ResultsCollector(s.vantage, s.country)
         self.archive = Archive(data_dir) if data_dir else None
+        self.archive_problem: str | None = None
         self.stop = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.rounds = 0
@@ -67,10 +74,13 @@ class Daemon:
         self.last_round_seconds: float | None = None
         self.measured_in_round = 0
         self._stamp = self._file_stamp()
+        self._runtime: Runtime | None = None
+        self._any: Runtime | None = None  # /probe for unlisted URLs, under the helper's policy
 
     @property
-    def settings(self) -> Settings:
-        return self.config.settings
+    def runtime(self) -> Runtime:
+        assert self._runtime is not None, "the daemon has not started"
+        return self._runtime
 
     def round_info(self) -> str:
         if self.round_started is not None:
@@ -86,15 +96,16 @@ class Daemon:
     def healthy(self) -> bool:
         """Alive, and no round has overrun three intervals."""
         started = self.round_started
-        return started is None or time.time() - started < 3 * self.settings.interval + 60
+        return started is None or time.time() - started < 3 * self.config.settings.interval + 60
 
-    def probe_allowed(self, target: Target) -> tuple[bool, Callable[[str], bool] | None]:
+    def not_ready(self) -> str | None:
+        """Why the daemon cannot do its job now (the archive cannot be written), or None."""
+        return self.archive_problem
+
+    def probe_runtime(self, target: Target) -> Runtime | None:
         if target.url in self.urls:
-            return True, None
-        if self.probe_targets != "any":
-            return False, None
-        ranges = self.settings.public_ranges
-        return True, lambda address: not is_special(address, ranges)
+            return self.runtime  # listed: measured exactly as a round measures it
+        return self._any
 
     def _file_stamp(self) -> tuple[float, int] | None:
         try:
@@ -103,52 +114,66 @@ class Daemon:
             return None
         return st.st_mtime, st.st_size
 
-    def reload(self) -> None:
-        """Read the targets file again; keep the old list if the new one is broken."""
+    async def reload(self) -> None:
+        """Read the targets file again (in a thread); keep the old list if the new one is broken."""
         self._stamp = self._file_stamp()
         try:
-            config = self.configure(load(self.targets_path))
+            config = self.configure(await asyncio.to_thread(load, self.targets_path))
+            runtime = await Runtime.open(config.settings, previous=self.runtime)
         except ConfigError as exc:
             log.error("targets not reloaded, keeping %d targets: %s", len(self.config.targets), exc)
             return
-        self.config = config
+        self.config, self._runtime = config, runtime
+        if self._any is not None:
+            self._any = runtime.under(AddressPolicy(config.settings.public_ranges))
         self.urls = {t.url for t in config.targets}
         self.collector.relabel(config.settings.vantage, config.settings.country)
         self.collector.keep_only(self.urls)
         log.info("reloaded %s: %d targets", self.targets_path, len(config.targets))
 
-    def _record(self, result: Result, done: int, total: int) -> None:
-        self.measured_in_round = done
+    def _record(self, index: int, result: Result) -> None:
+        self.measured_in_round += 1
         # a round started before a reload may finish a target the new list no longer has: its
         # series must not come back (the measurement is still evidence, so it is archived)
         if result.measurement.target.url in self.urls:
             self.collector.record(result)
-        if self.archive is not None:
-            try:
-                self.archive.append(result.to_json())
-            except OSError as exc:  # a full disk must not stop the measurements
+        if self.archive is None:
+            return
+        try:
+            self.archive.append(result.dumps(), result.finished)
+        except OSError as exc:  # a full disk must not stop the measurements
+            if self.archive_problem is None:
                 log.error("archive: cannot write under %s: %s", self.archive.directory, exc)
+            self.archive_problem = f"the archive cannot be written: {exc.strerror or exc}"
+            self.collector.archive_errors += 1
+        else:
+            if self.archive_problem is not None:
+                log.info("archive: writing again under %s", self.archive.directory)
+            self.archive_problem = None
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(WATCH_PERIOD)
             if self.reload_requested.is_set() or self._file_stamp() != self._stamp:
                 self.reload_requested.clear()
-                self.reload()
+                await self.reload()
 
     async def _rounds(self) -> None:
-        interval = self.settings.interval
         _settle_memory()
-        await self._sleep(random.uniform(0, min(30.0, interval * JITTER)))
+        await self._sleep(random.uniform(0, min(30.0, self.config.settings.interval * JITTER)))
         while not self.stop.is_set():
             started = time.monotonic()
             self.rounds += 1
             self.round_started = time.time()
             self.measured_in_round = 0
-            config = self.config
+            config, runtime = self.config, self.runtime
             try:
-                _, ended = await runner.run(
-                    config.targets, config.settings, stop=self.stop, progress=self._record
+                ended = await schedule.run(
+                    config.targets,
+                    runtime,
+                    self._record,
+                    count=len(config.targets),
+                    stop=self.stop,
                 )
             except Exception:  # a bug: log it, keep the daemon and its last results
                 log.exception("round %d failed", self.rounds)
@@ -163,7 +188,7 @@ class Daemon:
                 self.last_round_seconds,
                 f" ({ended})" if ended else "",
             )
-            wait = self.settings.interval * random.uniform(1 - JITTER, 1 + JITTER)
+            wait = self.config.settings.interval * random.uniform(1 - JITTER, 1 + JITTER)
             await self._sleep(max(0.0, wait - (time.monotonic() - started)))
 
     async def _sleep(self, seconds: float) -> None:
@@ -172,26 +197,34 @@ class Daemon:
                 await self.stop.wait()
 
     async def run(self, host: str, port: int) -> None:
+        s = self.config.settings
+        self._runtime = await Runtime.open(s)
+        if self.probe_targets == "any":
+            self._any = self._runtime.under(AddressPolicy(s.public_ranges))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
         app_runner = web.AppRunner(make_app(self), handle_signals=False, access_log=None)
-        await app_runner.setup()
-        await web.TCPSite(app_runner, host, port).start()
-        log.info(
-            "serving %d targets on http://%s:%d/ every %.0fs",
-            len(self.config.targets),
-            host,
-            port,
-            self.settings.interval,
-        )
-        watcher = asyncio.ensure_future(self._watch())
         try:
-            await self._rounds()
+            await app_runner.setup()
+            await listen(web.TCPSite(app_runner, host, port))
+            log.info(
+                "serving %d targets on http://%s:%d/ every %.0fs",
+                len(self.config.targets),
+                host,
+                port,
+                s.interval,
+            )
+            watcher = asyncio.ensure_future(self._watch())
+            try:
+                await self._rounds()
+            finally:
+                watcher.cancel()
         finally:
-            watcher.cancel()
             await app_runner.cleanup()
             if self.archive is not None:
-                self.archive.close()
+                with contextlib.suppress(OSError):
+                    self.archive.close()
+            await self.runtime.close()
             log.info("stopped")

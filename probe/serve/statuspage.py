@@ -13,14 +13,7 @@ from urllib.parse import quote
 
 from probe import __version__
 from probe.model import Result
-
-COLOURS = {
-    "accessible": "#1a7f37",
-    "blocked": "#cf222e",
-    "throttled": "#bc4c00",
-    "down": "#6639ba",
-    "inconclusive": "#57606a",
-}
+from probe.vocabulary import TARGET_VERDICTS
 
 STYLE = """
 body{font:15px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;padding:1rem;color:#1f2328}
@@ -30,7 +23,7 @@ table{border-collapse:collapse;width:100%} th,td{text-align:left;padding:.45rem 
 th{background:#f6f8fa;font-size:.85rem}
 .v{font-weight:600;color:#fff;border-radius:.3rem;padding:.1rem .45rem;white-space:nowrap}
 .why{color:#1f2328;font-size:.9rem} .when{white-space:nowrap;color:#57606a;font-size:.85rem}
-a{color:#0969da}
+a{color:#0969da} .problem{background:#ffebe9;border:1px solid #cf222e;padding:.5rem;border-radius:.3rem}
 @media (max-width:700px){thead{display:none} tr{display:block;border-bottom:2px solid #d0d7de;padding:.4rem 0}
  td{display:block;border:0;padding:.15rem .2rem} td.url{font-weight:600}}
 """
@@ -50,41 +43,40 @@ def render(
     country: str,
     *,
     round_info: str = "",
+    problem: str | None = None,
     now: float | None = None,
 ) -> str:
     now = now if now is not None else time.time()
     counts: dict[str, int] = {}
     for r in results:
-        counts[r.verdict.verdict] = counts.get(r.verdict.verdict, 0) + 1
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
     rows = []
-    order = {"blocked": 0, "throttled": 1, "inconclusive": 2, "down": 3, "accessible": 4}
-    for r in sorted(
-        results, key=lambda r: (order.get(r.verdict.verdict, 5), r.measurement.target.service)
-    ):
+    for r in sorted(results, key=lambda r: (r.verdict.style.rank, r.measurement.target.service)):
         t = r.measurement.target
-        v = r.verdict
-        how = f"{v.blocking.layer}/{v.blocking.method}" if v.blocking else ""
+        d = r.diagnosis
+        how = str(d.blocking) if d.blocking else ""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(r.finished))
         rows.append(
             "<tr>"
             f"<td>{html.escape(t.service)}</td>"
             f"<td class=url>{html.escape(t.url)}</td>"
-            f'<td><span class=v style="background:{COLOURS.get(v.verdict, "#57606a")}">'
-            f"{html.escape(v.verdict)}</span> {html.escape(how)}</td>"
-            f"<td class=why>{html.escape(v.explanation)}</td>"
+            f'<td><span class=v style="background:{d.verdict.style.colour}">'
+            f"{html.escape(d.verdict)}</span> {html.escape(how)}</td>"
+            f"<td class=why>{html.escape(d.explanation)}</td>"
             f'<td class=when title="{stamp}">{_ago(max(0.0, now - r.finished))}</td>'
             f'<td><a href="result?url={quote(t.url, safe="")}">evidence</a></td>'
             "</tr>"
         )
     badges = "".join(
-        f'<span style="background:{COLOURS[k]}">{k} {counts[k]}</span>'
-        for k in COLOURS
-        if k in counts
+        f'<span style="background:{v.style.colour}">{v} {counts[v]}</span>'
+        for v in TARGET_VERDICTS
+        if v in counts
     )
     body = (
         "\n".join(rows)
         or "<tr><td colspan=6>No measurement yet: the first round is running.</td></tr>"
     )
+    warning = f"<p class=problem>{html.escape(problem)}</p>" if problem else ""
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8>
 <meta name=viewport content="width=device-width,initial-scale=1">
@@ -94,7 +86,7 @@ def render(
 <h1>censorprobe · vantage {html.escape(vantage)} · {html.escape(country)}</h1>
 <div class=meta>{len(results)} targets · {html.escape(round_info)} · censorprobe {__version__} ·
 <a href=metrics>metrics</a> · <a href=results>results (JSON)</a></div>
-<div class=counts>{badges}</div>
+{warning}<div class=counts>{badges}</div>
 <table><thead><tr><th>Service</th><th>URL</th><th>Verdict</th><th>Why</th><th>Measured</th><th></th></tr></thead>
 <tbody>
 {body}

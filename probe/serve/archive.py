@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,10 +24,11 @@ class Archive:
         self._day = ""
         self._size = 0
 
-    def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
+    def append(self, record: str, finished: float) -> None:
+        """One record (a line of JSON, `Result.dumps`), measured at `finished`."""
+        line = record + "\n"
         size = len(line.encode())
-        day = time.strftime("%Y-%m-%d", time.gmtime(record.get("finished") or time.time()))
+        day = time.strftime("%Y-%m-%d", time.gmtime(finished or time.time()))
         if self._file is None or day != self._day or self._size + size > self.max_bytes:
             self._rotate(day, size)
         assert self._file is not None
@@ -70,14 +71,24 @@ def _order(path: Path) -> tuple[str, int]:
     return day, int(n) if n.isdigit() else 0
 
 
-def read(paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
-    """Every record; lines that are not whole JSON objects (a torn write) are skipped."""
+Skipped = Callable[[str], None]
+
+
+def read(paths: Iterable[str | Path], skipped: Skipped | None = None) -> Iterator[dict[str, Any]]:
+    """Every record; a line that is not a whole JSON object (a torn write, a hostile edit) is
+    skipped, and `skipped` told where and why (`file:line: reason`)."""
     for path in files(paths):
         with path.open(encoding="utf-8", errors="replace") as f:
-            for line in f:
+            for n, line in enumerate(f, 1):
                 try:
                     record = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError) as exc:
+                    reason = "nested too deeply" if isinstance(exc, RecursionError) else "not JSON"
+                    if skipped is not None and line.strip():
+                        skipped(f"{path}:{n}: {reason}")
                     continue
                 if isinstance(record, dict):
+                    record["_where"] = f"{path}:{n}"
                     yield record
+                elif skipped is not None:
+                    skipped(f"{path}:{n}: not a JSON object")

@@ -3,7 +3,7 @@
 Columns: `name,scope,other_names,location_found,pattern_type,pattern,...`. `location_found` is
 `body`, `header.<name>` or `dns`; `pattern_type` is `full`, `prefix`, `contains` or `regexp`;
 scope `fp` marks patterns known to match honest pages, which are never used.
-Matching is pure (the verdict calls it); loading reads files (and the runner fetches URLs).
+Parsing and matching are pure; the runtime reads the files and fetches the URLs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-from probe.config import ConfigError
 from probe.model import HTTPObservation
 
 PATTERN_TYPES = ("full", "prefix", "contains", "regexp")
@@ -91,17 +90,17 @@ BUILTIN = (
 )
 
 
-def load_csv(text: str, source: str) -> tuple[Fingerprint, ...]:
-    """Parse OONI's format; every error names the source, line and column."""
+def parse_csv(text: str, source: str) -> tuple[Fingerprint, ...]:
+    """Parse OONI's format; raises ValueError naming the source, line and column."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     needed = {"name", "scope", "location_found", "pattern_type", "pattern"}
     try:
         header = set(reader.fieldnames or ())
     except csv.Error as exc:
-        raise ConfigError(f"{source}:1: {exc}") from None
+        raise ValueError(f"{source}:1: {exc}") from None
     missing = needed - header
     if missing:
-        raise ConfigError(f"{source}:1: missing column(s) {', '.join(sorted(missing))}")
+        raise ValueError(f"{source}:1: missing column(s) {', '.join(sorted(missing))}")
     out = []
     try:
         for row in reader:
@@ -111,15 +110,15 @@ def load_csv(text: str, source: str) -> tuple[Fingerprint, ...]:
             ptype = (row.get("pattern_type") or "").strip()
             pattern = row.get("pattern") or ""
             if not (location in ("body", "dns") or location.startswith("header.")):
-                raise ConfigError(
+                raise ValueError(
                     f"{where}: location_found: {location!r} is not body, dns or header.<name>"
                 )
             if ptype not in PATTERN_TYPES:
-                raise ConfigError(
+                raise ValueError(
                     f"{where}: pattern_type: {ptype!r} is not one of {', '.join(PATTERN_TYPES)}"
                 )
             if not pattern:
-                raise ConfigError(f"{where}: pattern: empty")
+                raise ValueError(f"{where}: pattern: empty")
             fp = Fingerprint(
                 (row.get("name") or "").strip() or f"{source}:{line}",
                 location.lower(),
@@ -132,10 +131,10 @@ def load_csv(text: str, source: str) -> tuple[Fingerprint, ...]:
                 try:
                     fp.matches("")
                 except re.error as exc:
-                    raise ConfigError(f"{where}: pattern: bad regexp: {exc}") from None
+                    raise ValueError(f"{where}: pattern: bad regexp: {exc}") from None
             out.append(fp)
     except csv.Error as exc:
-        raise ConfigError(f"{source}:{reader.line_num}: {exc}") from None
+        raise ValueError(f"{source}:{reader.line_num}: {exc}") from None
     return tuple(out)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from probe.vocabulary import Verdict
 
 
 @dataclass
@@ -40,20 +42,32 @@ def _iso(t: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None
 
 
-def summarise(records: Iterable[dict[str, Any]]) -> list[Row]:
-    """One row per (service, country), ordered by service."""
+def _blocks(verdict: Any) -> bool:
+    try:
+        return Verdict(verdict).is_block
+    except ValueError:
+        return False
+
+
+def summarise(
+    records: Iterable[dict[str, Any]], skipped: Callable[[str], None] | None = None
+) -> list[Row]:
+    """One row per (service, country), ordered by service; a record without a plausible time
+    is skipped (and `skipped` told where)."""
     rows: dict[tuple[str, str], Row] = {}
     for r in records:
+        when = r.get("finished") or r.get("started") or 0.0
+        if isinstance(when, bool) or not isinstance(when, (int, float)) or not 0 <= when < 1e11:
+            if skipped is not None:
+                skipped(f"{r.get('_where', '?')}: no plausible 'finished' time ({when!r:.40})")
+            continue
         service, country = str(r.get("service", "?")), str(r.get("country", "") or "?")
         row = rows.setdefault((service, country), Row(service, country))
-        when = r.get("finished") or r.get("started") or 0.0
-        if not isinstance(when, (int, float)):
-            continue
         row.measurements += 1
         row.vantages.add(str(r.get("vantage", "") or "?"))
         if when >= row.last_measured:
             row.last_measured, row.last_verdict = float(when), str(r.get("verdict", "?"))
-        if r.get("verdict") in ("blocked", "throttled"):
+        if _blocks(r.get("verdict")):
             row.blocked += 1
             row.first_blocked = min(row.first_blocked or when, when)
             row.last_blocked = max(row.last_blocked or when, when)

@@ -7,15 +7,11 @@ its query string, and the service label is `service_name` (Prometheus and the op
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
-from typing import Protocol
+from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
-from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
+from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway, write_to_textfile
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -26,12 +22,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from probe import __version__, runner, statuspage
-from probe.config import Settings
-from probe.model import VERDICTS, Result, Target
+from probe import __version__
+from probe.model import Result
+from probe.vocabulary import TARGET_VERDICTS, Step
 
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-STEPS = ("dns", "tcp_tls", "sni_check", "http", "total")
+STEPS = (Step.DNS, Step.TCP_TLS, Step.SNI_CHECK, Step.HTTP, Step.TOTAL)
 
 
 def target_label(url: str) -> str:
@@ -91,10 +87,10 @@ class _Series:
             "vantage": vantage,
             "country": country,
         }
-        b = r.verdict.blocking
+        b = r.diagnosis.blocking
         h = r.measurement.http
         self.samples: list[Samples] = [
-            [({**base, "verdict": v}, 1.0 if r.verdict.verdict == v else 0.0) for v in VERDICTS],
+            [({**base, "verdict": v}, 1.0 if r.verdict == v else 0.0) for v in TARGET_VERDICTS],
             [({**base, "layer": b.layer, "method": b.method}, 1.0)] if b is not None else [],
             [(base, r.finished)],
             [(base, h.throughput)] if h is not None and h.throughput is not None else [],
@@ -120,13 +116,14 @@ class ResultsCollector(Collector):
         self.series: dict[str, _Series] = {}
         self.totals: Counter[str] = Counter()
         self.control: Counter[str] = Counter()  # answers from the control helper: ok / error
-        self.steps = {step: _Histogram() for step in STEPS}
+        self.steps: dict[str, _Histogram] = {step: _Histogram() for step in STEPS}
+        self.archive_errors = 0  # records serve could not write to its archive
 
     def record(self, result: Result) -> None:
         url = result.measurement.target.url
         self.latest[url] = result
         self.series[url] = _Series(result, self.vantage, self.country)
-        self.totals[result.verdict.verdict] += 1
+        self.totals[result.verdict] += 1
         if result.control is not None:
             self.control["error" if result.control.error else "ok"] += 1
         for step, seconds in result.measurement.timings.items():
@@ -163,7 +160,7 @@ class ResultsCollector(Collector):
             "Measurements made, by verdict",
             labels=["vantage", "verdict"],
         )
-        for v in VERDICTS:
+        for v in TARGET_VERDICTS:
             total.add_metric([self.vantage, v], float(self.totals[v]))
         yield total
         control = CounterMetricFamily(
@@ -182,6 +179,13 @@ class ResultsCollector(Collector):
         for step, hist in self.steps.items():
             duration.add_metric([step], hist.buckets(), hist.total)
         yield duration
+        archive = CounterMetricFamily(
+            "censorprobe_archive_errors",
+            "Measurements that could not be written to the evidence archive (disk full?)",
+            labels=["vantage"],
+        )
+        archive.add_metric([self.vantage], float(self.archive_errors))
+        yield archive
         info = InfoMetricFamily("censorprobe_build", "Version of censorprobe and where it runs")
         info.add_metric(
             [], {"version": __version__, "vantage": self.vantage, "country": self.country}
@@ -216,6 +220,11 @@ def render(collector: ResultsCollector) -> bytes:
     return "".join(parts).encode() + generate_latest(registry)
 
 
+def write_textfile(path: str, collector: ResultsCollector) -> None:
+    """For node_exporter's textfile collector: written aside, then renamed into place."""
+    write_to_textfile(path, _registry(collector))
+
+
 def push(gateway: str, collector: ResultsCollector) -> None:
     """To a Pushgateway, grouped by vantage so vantages do not overwrite each other."""
     push_to_gateway(
@@ -225,125 +234,3 @@ def push(gateway: str, collector: ResultsCollector) -> None:
         grouping_key={"vantage": collector.vantage},
         timeout=30,
     )
-
-
-# --- the HTTP side of `censorprobe serve` ---------------------------------------------------
-
-
-class Source(Protocol):
-    """What the endpoints read: the daemon's latest state."""
-
-    collector: ResultsCollector
-
-    @property
-    def settings(self) -> Settings: ...
-
-    def round_info(self) -> str: ...
-
-    def healthy(self) -> bool: ...
-
-    def probe_allowed(self, target: Target) -> tuple[bool, Callable[[str], bool] | None]:
-        """Whether /probe may measure `target`, and the address policy it must obey (None: the
-        operator listed the URL, so it is measured exactly as a round measures it)."""
-        ...
-
-
-PROBE_MARGIN = 0.5  # answer this long before Prometheus gives up on the scrape
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def make_app(source: Source) -> web.Application:
-    """/metrics, /probe, /results, /result, /healthz and the status page at /."""
-
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=render(source.collector), headers={"Content-Type": CONTENT_TYPE})
-
-    async def probe(request: web.Request) -> web.Response:
-        try:
-            target = Target.parse(request.query.get("target", ""))
-        except ValueError as exc:
-            return web.Response(status=400, text=f"target: {exc}\n")
-        permitted, policy = source.probe_allowed(target)
-        if not permitted:
-            return web.Response(
-                status=403,
-                text=f"target: {target.url} is not in the targets file (serve --probe-targets "
-                "any measures any URL, under the control helper's address policy)\n",
-            )
-        settings = replace(source.settings, retries=0)  # a scrape has no time for a pause
-        budget = runner.target_deadline(settings)
-        header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
-        if header:
-            try:
-                budget = max(0.5, float(header) - PROBE_MARGIN)
-            except ValueError:
-                return web.Response(
-                    status=400, text="X-Prometheus-Scrape-Timeout-Seconds: not a number\n"
-                )
-        start = time.perf_counter()
-        results, _ = await runner.run([target], settings, budget=budget, allowed=policy)
-        collector = ResultsCollector(settings.vantage, settings.country)
-        collector.record(results[0])
-        text = (
-            render(collector)
-            + (
-                "# HELP censorprobe_probe_duration_seconds How long the probe took\n"
-                "# TYPE censorprobe_probe_duration_seconds gauge\n"
-                f"censorprobe_probe_duration_seconds {time.perf_counter() - start:.6f}\n"
-                "# HELP censorprobe_probe_success 1 when the target is accessible\n"
-                "# TYPE censorprobe_probe_success gauge\n"
-                f"censorprobe_probe_success {int(results[0].verdict.verdict == 'accessible')}\n"
-            ).encode()
-        )
-        return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE})
-
-    def _latest() -> list[Result]:
-        return list(source.collector.latest.values())
-
-    async def results(request: web.Request) -> web.Response:
-        service = request.query.get("service")
-        verdict = request.query.get("verdict")
-        chosen = [
-            r.to_json()
-            for r in _latest()
-            if (service is None or r.measurement.target.service == service)
-            and (verdict is None or r.verdict.verdict == verdict)
-        ]
-        return web.json_response(
-            {
-                "vantage": source.settings.vantage,
-                "country": source.settings.country,
-                "results": chosen,
-            }
-        )
-
-    async def result(request: web.Request) -> web.Response:
-        found = source.collector.latest.get(request.query.get("url", ""))
-        if found is None:
-            return web.json_response({"error": "no result for that url"}, status=404)
-        return web.json_response(found.to_json())
-
-    async def healthz(request: web.Request) -> web.Response:
-        ok = source.healthy()
-        return web.Response(
-            status=200 if ok else 503,
-            text=("ok" if ok else "stalled") + f": {source.round_info()}\n",
-        )
-
-    async def index(request: web.Request) -> web.Response:
-        page = statuspage.render(
-            _latest(),
-            source.settings.vantage,
-            source.settings.country,
-            round_info=source.round_info(),
-        )
-        return web.Response(text=page, content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/probe", probe)
-    app.router.add_get("/results", results)
-    app.router.add_get("/result", result)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/", index)
-    return app

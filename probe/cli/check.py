@@ -1,0 +1,240 @@
+"""`censorprobe check`: measure URLs or domains once, print a diagnosis, exit with a code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TextIO
+
+from probe.cli.common import (
+    EXIT_ACCESSIBLE,
+    EXIT_BLOCKED,
+    EXIT_CODES,
+    EXIT_CONFIG,
+    EXIT_INCONCLUSIVE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Subcommands,
+    configure,
+    fail,
+    measure_flags,
+    run,
+)
+from probe.cli.formats import FORMATS, OUTPUTS, PrometheusOutput
+from probe.config import TARGET_BOUND_FORMULA, Config, ConfigError, Settings, load
+from probe.engine import schedule
+from probe.engine.runtime import Runtime
+from probe.model import Result, Target
+from probe.vocabulary import Verdict
+
+EPILOG = f"""\
+{EXIT_CODES}
+
+time: each network wait takes at most --timeout; a target's measurement at most its deadline,
+and with re-measurements and the control's answer at most {TARGET_BOUND_FORMULA}.
+
+examples:
+  censorprobe check clubhouse.com                      one domain (means https://clubhouse.com/)
+  censorprobe check --targets targets.yaml             the default list, as a table
+  censorprobe check https://t.me/ --resolver 8.8.8.8   also ask 8.8.8.8 over UDP (sees injection)
+  censorprobe check example.org --format json          full evidence, for scripts and CI
+"""
+
+
+def add_parser(sub: Subcommands) -> None:
+    check = sub.add_parser(
+        "check",
+        help="measure URLs or domains once and print a diagnosis",
+        description="Measure each target over DNS, TCP, TLS and HTTP and print a verdict with its "
+        "evidence: accessible, blocked (with layer and method), throttled, down or inconclusive.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument(
+        "urls", nargs="*", metavar="URL|DOMAIN", help="targets; a bare domain means https://DOMAIN/"
+    )
+    check.add_argument(
+        "--targets",
+        metavar="FILE",
+        help="targets.yaml or a Citizen Lab CSV, or - for standard input (default: "
+        "./targets.yaml when no URL is given)",
+    )
+    measure_flags(check)
+    check.add_argument(
+        "--budget",
+        type=float,
+        metavar="S",
+        help="stop after S seconds and report what was not measured (default: "
+        "enough for every target's full bound)",
+    )
+    check.add_argument("--format", choices=FORMATS, default="table", help="output format")
+    check.add_argument("--output", metavar="FILE", help="write the output here instead of stdout")
+    check.add_argument(
+        "--textfile",
+        metavar="DIR",
+        help="also write DIR/censorprobe.prom for node_exporter's textfile collector (atomically)",
+    )
+    check.add_argument(
+        "--push-gateway", metavar="URL", help="also push the metrics to a Prometheus Pushgateway"
+    )
+    check.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """The targets file (if any) and the command line, the latter winning."""
+    path = args.targets
+    if path is None and not args.urls:
+        if not Path("targets.yaml").exists():
+            raise ConfigError("no targets: give URLs or domains, or --targets FILE")
+        path = "targets.yaml"
+    config = load(path) if path else Config(Settings(), ())
+    targets = list(config.targets)
+    for i, text in enumerate(args.urls):
+        try:
+            targets.append(Target.parse(text))
+        except ValueError as exc:
+            raise ConfigError(f"argument {i + 1}: {exc}") from None
+    return configure(Config(config.settings, tuple(targets)), args)
+
+
+def command(args: argparse.Namespace) -> int:
+    try:
+        config = resolve_config(args)
+    except ConfigError as exc:
+        return fail(str(exc), EXIT_CONFIG)
+    if args.budget is not None and not 0 < args.budget < float("inf"):
+        return fail("--budget must be a positive number of seconds", EXIT_USAGE)
+    if args.push_gateway and not args.push_gateway.startswith(("http://", "https://")):
+        return fail(f"--push-gateway {args.push_gateway!r}: not an http(s) URL", EXIT_USAGE)
+    try:
+        stream = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        return fail(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_USAGE)
+    progress = Progress(sys.stderr, enabled=not args.quiet, total=len(config.targets))
+    started = time.time()
+    output = OUTPUTS[args.format](stream, config.settings, started)
+    exported = PrometheusOutput(sys.stdout, config.settings, started)  # for the exports only
+    export = bool(args.textfile or args.push_gateway)
+    if export:
+        exported.start()
+    verdicts: Counter[Verdict] = Counter()
+
+    def on_result(index: int, result: Result) -> None:
+        output.add(index, result)
+        verdicts[result.verdict] += 1
+        if export:
+            exported.add(index, result)
+        progress.update(result)
+
+    try:
+        with contextlib.ExitStack() as closing:
+            if args.output:
+                closing.callback(stream.close)
+            output.start()
+            ended = run(_measure(config, args.budget, on_result, progress))
+            output.finish(time.time(), ended)
+    except ConfigError as exc:
+        progress.finish()
+        return fail(str(exc), EXIT_CONFIG)
+    except OSError as exc:  # stdout closed, disk full
+        progress.finish()
+        return fail(f"cannot write the output: {exc.strerror or exc}", EXIT_USAGE)
+    progress.finish()
+    if export and _export(args, exported) != 0:
+        return EXIT_USAGE
+    if ended:
+        print(f"censorprobe: run ended early: {ended}", file=sys.stderr)
+    if ended == "interrupted":
+        return EXIT_INTERRUPTED
+    return exit_code(verdicts)
+
+
+async def _measure(
+    config: Config, budget: float | None, on_result: schedule.OnResult, progress: Progress
+) -> str | None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    rt = await Runtime.open(config.settings)
+    ticker = asyncio.ensure_future(progress.tick_forever())
+    try:
+        return await schedule.run(
+            config.targets, rt, on_result, count=len(config.targets), budget=budget, stop=stop
+        )
+    finally:
+        ticker.cancel()
+        await rt.close()
+
+
+def _export(args: argparse.Namespace, exported: PrometheusOutput) -> int:
+    """--textfile and --push-gateway: the same metrics as --format prometheus."""
+    from probe.serve.metrics import push, write_textfile
+
+    try:
+        if args.textfile:
+            write_textfile(str(Path(args.textfile) / "censorprobe.prom"), exported.collector)
+        if args.push_gateway:
+            push(args.push_gateway, exported.collector)
+    except (OSError, ValueError) as exc:
+        what = getattr(exc, "strerror", None) or exc
+        return fail(f"cannot export metrics: {what}", EXIT_USAGE)
+    return 0
+
+
+def exit_code(verdicts: Counter[Verdict]) -> int:
+    if any(v.is_block for v in verdicts):
+        return EXIT_BLOCKED
+    if set(verdicts) <= {Verdict.ACCESSIBLE}:
+        return EXIT_ACCESSIBLE
+    return EXIT_INCONCLUSIVE
+
+
+class Progress:
+    """A progress line on stderr for runs longer than a few seconds."""
+
+    DELAY = 2.0
+
+    def __init__(self, stream: TextIO, enabled: bool = True, total: int = 0) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = stream.isatty()
+        self.start = time.perf_counter()
+        self.done = 0
+        self.total = total
+        self.counts: Counter[str] = Counter()
+        self.shown = False
+
+    def update(self, result: Result) -> None:
+        self.done += 1
+        self.counts[result.verdict] += 1
+        if self.tty:
+            self.show()
+
+    async def tick_forever(self) -> None:
+        await asyncio.sleep(self.DELAY)
+        while True:
+            self.show()
+            await asyncio.sleep(0.5 if self.tty else 10.0)
+
+    def show(self) -> None:
+        elapsed = time.perf_counter() - self.start
+        if not self.enabled or elapsed < self.DELAY:
+            return
+        counts = " ".join(f"{k} {n}" for k, n in sorted(self.counts.items()))
+        line = f"measured {self.done}/{self.total} · {counts or 'nothing yet'} · {elapsed:.0f}s"
+        self.stream.write(f"\r\033[K{line}" if self.tty else f"{line}\n")
+        self.stream.flush()
+        self.shown = True
+
+    def finish(self) -> None:
+        if self.shown and self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()

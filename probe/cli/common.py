@@ -1,0 +1,196 @@
+"""What every subcommand shares: exit codes, the network and measurement flags, applying them to
+a targets file, one-line errors, and the event loop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, NoReturn, TypeAlias, TypeVar
+
+from probe.config import (
+    DEADLINE_FORMULA,
+    CannotListen,
+    Config,
+    ConfigError,
+    override,
+    parse_shard,
+    shard,
+)
+
+T = TypeVar("T")
+
+EXIT_ACCESSIBLE = 0
+EXIT_BLOCKED = 1
+EXIT_INCONCLUSIVE = 2
+EXIT_USAGE = 64
+EXIT_CONFIG = 65
+EXIT_UNAVAILABLE = 69  # the lab cannot run here (no root, no namespaces); a port is taken
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = (
+    "exit status: 0 all accessible · 1 something blocked or throttled · 2 inconclusive, down or\n"
+    "errors only · 64 usage error · 65 bad targets file or setting · 69 the lab cannot run here\n"
+    "or the address cannot be listened on · 130 interrupted"
+)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+Subcommands: TypeAlias = "argparse._SubParsersAction[Parser]"
+
+
+def network_flags(p: argparse.ArgumentParser) -> None:
+    """How to reach targets: shared by `check`, `serve` and `control`."""
+    p.add_argument(
+        "--resolver",
+        action="append",
+        metavar="ADDR|DoH-URL",
+        help="'system', an IP[:port] (UDP, listens for injected answers) or an https:// "
+        "DoH URL; repeatable; replaces settings.resolvers",
+    )
+    p.add_argument(
+        "--ca-file", metavar="PEM", help="extra trust anchors (SSL_CERT_FILE is honoured too)"
+    )
+    p.add_argument(
+        "--public-range",
+        action="append",
+        metavar="CIDR",
+        help="special-purpose range to treat as public (labs); repeatable",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="one network wait: a connect, a handshake, the first byte of an answer (default "
+        f"10); a target's deadline is {DEADLINE_FORMULA} (50 s by default)",
+    )
+
+
+def measure_flags(p: argparse.ArgumentParser) -> None:
+    """The settings both `check` and `serve` take; they override the targets file's."""
+    network_flags(p)
+    p.add_argument(
+        "--control",
+        metavar="URL",
+        help="the control helper (censorprobe control) on an unfiltered network; "
+        "without it only what this vantage alone proves is called blocked",
+    )
+    p.add_argument(
+        "--control-token",
+        metavar="T",
+        help="bearer token for the control (or CENSORPROBE_CONTROL_TOKEN)",
+    )
+    p.add_argument("--vantage", metavar="NAME", help="name of this vantage point")
+    p.add_argument("--country", metavar="CC", help="country code of this vantage point")
+    p.add_argument(
+        "--concurrency", type=int, metavar="N", help="targets measured at once (default 16)"
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        metavar="N",
+        help="re-measure a target that looks blocked N times before the verdict stands (default 1)",
+    )
+    p.add_argument(
+        "--retry-pause",
+        type=float,
+        metavar="S",
+        help="pause before a re-measurement (default 10; the GFW's residual blocking lasts ~90 s)",
+    )
+    p.add_argument(
+        "--stall-after",
+        type=float,
+        metavar="S",
+        help="once a response began, this long without a byte before its end is a stall "
+        "(default: half the timeout)",
+    )
+    p.add_argument(
+        "--shard",
+        metavar="i/n",
+        help="measure only shard i (0-based) of n, split by a stable hash of the URL: for several "
+        "replicas of one vantage with one large list",
+    )
+
+
+_FLAG_SETTINGS = {
+    "resolver": "resolvers",
+    "public_range": "public_ranges",
+    "ca_file": "ca_file",
+    "vantage": "vantage",
+    "country": "country",
+    "timeout": "timeout",
+    "concurrency": "concurrency",
+    "control": "control",
+    "control_token": "control_token",
+    "retries": "retries",
+    "retry_pause": "retry_pause",
+    "stall_after": "stall_after",
+    "interval": "interval",
+}
+
+
+def overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The settings given on the command line (those present on this subcommand)."""
+    out = {
+        setting: getattr(args, flag)
+        for flag, setting in _FLAG_SETTINGS.items()
+        if getattr(args, flag, None) is not None
+    }
+    token = os.environ.get("CENSORPROBE_CONTROL_TOKEN")
+    if "control_token" not in out and token and hasattr(args, "control_token"):
+        out["control_token"] = token
+    return out
+
+
+def configure(config: Config, args: argparse.Namespace) -> Config:
+    """The command line applied to a loaded targets file: settings, then the shard."""
+    settings = override(config.settings, overrides(args))
+    if settings.ca_file and not Path(settings.ca_file).is_file():
+        raise ConfigError(f"--ca-file {settings.ca_file}: no such file")
+    targets = config.targets
+    if getattr(args, "shard", None):
+        try:
+            targets = shard(targets, *parse_shard(args.shard))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return Config(settings, targets)
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--listen {text!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def fail(message: str, code: int) -> int:
+    """One line on stderr, and the exit code."""
+    print(f"censorprobe: {message}", file=sys.stderr)
+    return code
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on a fresh event loop (uvloop's, which is faster and lighter)."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def run_server(name: str, listen: str, main: Coroutine[Any, Any, None]) -> int:
+    """Run a server until it stops; a port that cannot be bound is a clear error."""
+    try:
+        run(main)
+    except CannotListen as exc:
+        return fail(f"{name}: cannot listen on {listen}: {exc}", EXIT_UNAVAILABLE)
+    except ConfigError as exc:
+        return fail(str(exc), EXIT_CONFIG)
+    return 0

@@ -1,0 +1,193 @@
+"""The output formats of `censorprobe check`, each written as results arrive.
+
+`json` is one document whose `results` list is written one result at a time, `jsonl` one line per
+result: neither keeps a result once written, so memory does not grow with the list. `table`,
+`junit` and `prometheus` need every result before they can print and keep only a few words of each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TextIO
+from xml.etree import ElementTree as ET
+
+from probe.config import Settings
+from probe.model import Result
+from probe.vocabulary import Verdict
+
+FORMATS = ("table", "json", "jsonl", "prometheus", "junit")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """What a table or a JUnit case needs of a result."""
+
+    index: int
+    service: str
+    url: str
+    verdict: Verdict
+    blocking: str  # "layer/method" or ""
+    summary: str
+    explanation: str
+    seconds: float
+
+    @classmethod
+    def of(cls, index: int, r: Result) -> Row:
+        d = r.diagnosis
+        return cls(
+            index,
+            r.measurement.target.service,
+            r.measurement.target.url,
+            d.verdict,
+            str(d.blocking) if d.blocking else "",
+            d.summary,
+            d.explanation,
+            r.measurement.timings.get("total", 0.0),
+        )
+
+
+class Output:
+    """Receives results as they finish; writes the format to `stream`."""
+
+    def __init__(self, stream: TextIO, settings: Settings, started: float) -> None:
+        self.stream = stream
+        self.settings = settings
+        self.started = started
+
+    def start(self) -> None:
+        """Before the first result."""
+
+    def add(self, index: int, result: Result) -> None:
+        raise NotImplementedError
+
+    def finish(self, finished: float, ended: str | None) -> None:
+        """After the last result."""
+
+
+class JSONOutput(Output):
+    def start(self) -> None:
+        s = self.settings
+        head = {"vantage": {"name": s.vantage, "country": s.country}, "started": self.started}
+        self.stream.write(json.dumps(head)[:-1] + ',\n"results": [\n')
+        self.first = True
+
+    def add(self, index: int, result: Result) -> None:
+        self.stream.write(("" if self.first else ",\n") + result.dumps())
+        self.first = False
+
+    def finish(self, finished: float, ended: str | None) -> None:
+        tail = json.dumps({"finished": finished, "ended_early": ended})[1:]
+        self.stream.write("\n],\n" + tail + "\n")
+
+
+class JSONLOutput(Output):
+    def add(self, index: int, result: Result) -> None:
+        self.stream.write(result.dumps() + "\n")
+
+
+class _Collected(Output):
+    def start(self) -> None:
+        self.rows: list[Row] = []
+
+    def add(self, index: int, result: Result) -> None:
+        self.rows.append(Row.of(index, result))
+
+    def ordered(self) -> list[Row]:
+        return sorted(self.rows, key=lambda r: r.index)
+
+
+class TableOutput(_Collected):
+    def finish(self, finished: float, ended: str | None) -> None:
+        color = self.stream.isatty() and "NO_COLOR" not in os.environ
+        self.stream.write(format_table(self.ordered(), color=color))
+
+
+class JUnitOutput(_Collected):
+    def finish(self, finished: float, ended: str | None) -> None:
+        self.stream.write(format_junit(self.ordered(), self.settings))
+
+
+class PrometheusOutput(Output):
+    def start(self) -> None:
+        from probe.serve.metrics import ResultsCollector  # prometheus_client: only for this
+
+        self.collector = ResultsCollector(self.settings.vantage, self.settings.country)
+
+    def add(self, index: int, result: Result) -> None:
+        self.collector.record(result)
+
+    def finish(self, finished: float, ended: str | None) -> None:
+        from probe.serve.metrics import render
+
+        self.stream.write(render(self.collector).decode())
+
+
+OUTPUTS: dict[str, type[Output]] = {
+    "json": JSONOutput,
+    "jsonl": JSONLOutput,
+    "table": TableOutput,
+    "junit": JUnitOutput,
+    "prometheus": PrometheusOutput,
+}
+
+
+def format_junit(rows: list[Row], settings: Settings) -> str:
+    """One test case per URL: blocked/throttled fail, inconclusive/down are skipped."""
+    suite = ET.Element(
+        "testsuite",
+        name=f"censorprobe {settings.vantage} ({settings.country})",
+        tests=str(len(rows)),
+    )
+    failures = skipped = 0
+    for r in rows:
+        case = ET.SubElement(
+            suite, "testcase", classname=r.service, name=r.url, time=f"{r.seconds:.3f}"
+        )
+        if r.verdict.is_block:
+            failures += 1
+            how = f" {r.blocking}" if r.blocking else ""
+            ET.SubElement(case, "failure", message=f"{r.verdict}{how}").text = r.explanation
+        elif r.verdict != Verdict.ACCESSIBLE:
+            skipped += 1
+            ET.SubElement(case, "skipped", message=f"{r.verdict}: {r.explanation}")
+    suite.set("failures", str(failures))
+    suite.set("skipped", str(skipped))
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    )
+
+
+def format_table(rows: list[Row], color: bool = False) -> str:
+    cells = [("SERVICE", "URL", "VERDICT", "LAYER/METHOD", "EVIDENCE", "TIME")]
+    cells += [
+        (r.service, r.url, r.verdict, r.blocking or "-", r.summary, f"{r.seconds:.1f}s")
+        for r in rows
+    ]
+    text = columns(cells, limits=(18, 44, 12, 22, 48, 7), color_column=2 if color else None)
+    why = [f"{r.url}: {r.explanation}" for r in rows if r.verdict != Verdict.ACCESSIBLE]
+    return text + ("\n" + "\n".join(why) + "\n" if why else "")
+
+
+def columns(
+    rows: Sequence[Sequence[str]],
+    limits: tuple[int, ...] | None = None,
+    color_column: int | None = None,
+) -> str:
+    """Rows as aligned columns; cells clipped to `limits`; one column coloured by verdict."""
+    cells = [[_clip(c, limits[i]) if limits else c for i, c in enumerate(row)] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = []
+    for k, row in enumerate(cells):
+        padded = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
+        if color_column is not None and k > 0:
+            code = Verdict(row[color_column]).style.ansi
+            padded[color_column] = f"\033[{code}m{padded[color_column]}\033[0m"
+        lines.append("  ".join(padded).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

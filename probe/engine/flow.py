@@ -1,0 +1,402 @@
+"""The measurement of one target: DNS -> TCP -> TLS -> HTTP on that same connection, and each
+redirect hop on a connection of its own.
+
+One deadline per target (`Budget`), computed once from the settings (`Settings.deadline`); every
+step draws on what is left, so a target that stalls at every step still ends in time, and the
+evidence says which step used the deadline up. The addresses of a target are tried concurrently
+(at most `max_addresses`, both families where present); the first connection that works in each
+family carries the HTTP exchange (OONI's Web Connectivity LTE does the same), so one handshake
+serves TLS and HTTP and the HTTP evidence names a server the TLS step measured. Nothing is shared
+between targets: where a fetch goes travels with the fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from urllib.parse import urljoin, urlsplit
+
+from probe.engine.runtime import Runtime
+from probe.measure import http, system, tcp, tls
+from probe.measure.tcp import Connection
+from probe.model import (
+    DNSObservation,
+    DNSResponse,
+    Hop,
+    HTTPHop,
+    HTTPObservation,
+    Measurement,
+    Target,
+    TCPObservation,
+    TLSObservation,
+    parse_resolver_address,
+)
+from probe.policy import family, is_ip_literal
+from probe.vocabulary import Failure, Step
+
+# TLS failures after which a harmless SNI to the same address is worth one handshake
+SNI_CHECK_AFTER = frozenset(
+    {Failure.RESET, Failure.TIMEOUT, Failure.EOF, Failure.ALERT, Failure.PROTOCOL}
+)
+
+
+class Budget:
+    """One target's deadline: each step gets its own timeout, or what is left if that is less
+    (dnspython's `_compute_timeout` pattern)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.perf_counter() + seconds
+        self.cut: Step | None = None  # the last step given less than its own timeout
+
+    def left(self) -> float:
+        return self.end - time.perf_counter()
+
+    def take(self, timeout: float, step: Step) -> float:
+        left = self.left()
+        if left < timeout:
+            self.cut = step
+        return max(0.0, min(timeout, left))
+
+    def ran_out(self) -> Step | None:
+        """The step during which the deadline ran out, if it did."""
+        return self.cut if self.left() <= 0.0 else None
+
+
+@dataclass
+class _Opened:
+    """One address: its TCP step, its TLS step (https), and the connection if both worked."""
+
+    tcp: TCPObservation
+    tls: TLSObservation | None = None
+    conn: Connection | None = None
+
+
+@dataclass
+class _Reach:
+    """Connections to one host's addresses: the evidence, and the carriers kept open."""
+
+    tcp: list[TCPObservation] = field(default_factory=list)
+    tls: list[TLSObservation] = field(default_factory=list)
+    sni_check: list[TLSObservation] = field(default_factory=list)
+    carriers: dict[int, Connection] = field(default_factory=dict)  # by IP family
+
+    async def close(self) -> None:
+        for conn in self.carriers.values():
+            await conn.close()
+        self.carriers.clear()
+
+    def first_failure(self) -> tuple[Step, Failure, str]:
+        """Why no connection carries a request: the step, its failure and the error."""
+        if self.tls:
+            t = self.tls[0]
+            return Step.TCP_TLS, t.failure or Failure.UNKNOWN, f"TLS {t.failure}: {t.error}"
+        if self.tcp:
+            c = self.tcp[0]
+            return Step.TCP_TLS, c.failure or Failure.UNKNOWN, f"TCP {c.failure}: {c.error}"
+        return Step.DNS, Failure.NO_ANSWER, "no address to connect to"
+
+
+def addresses_of(observations: Sequence[DNSObservation]) -> list[str]:
+    """Every distinct address the resolvers returned, in order of appearance."""
+    out: list[str] = []
+    for obs in observations:
+        for r in obs.responses or (DNSResponse(0.0, obs.rcode, obs.addresses),):
+            for a in r.addresses:
+                if a not in out:
+                    out.append(a)
+    return out
+
+
+def pick_addresses(addresses: Sequence[str], limit: int) -> list[str]:
+    """At most `limit` addresses, alternating families so both are tested where present."""
+    v4 = [a for a in addresses if family(a) == 4]
+    v6 = [a for a in addresses if family(a) == 6]
+    out: list[str] = []
+    while (v4 or v6) and len(out) < limit:
+        for fam in (v4, v6):
+            if fam and len(out) < limit:
+                out.append(fam.pop(0))
+    return out
+
+
+class _Flow:
+    """One measurement of one target."""
+
+    def __init__(self, target: Target, rt: Runtime, budget: Budget) -> None:
+        self.target = target
+        self.rt = rt
+        self.s = rt.settings
+        self.budget = budget
+        self.notes: list[str] = []
+        self.hops: list[Hop] = []
+
+    # --- DNS --------------------------------------------------------------------------------
+
+    async def resolve(self, host: str) -> list[DNSObservation]:
+        """Every configured resolver, at once; A and AAAA from those asked per type."""
+        timeout = self.budget.take(self.s.timeout, Step.DNS)
+        queries = []
+        for resolver in self.s.resolvers:
+            if resolver == "system":
+                queries.append(system.resolve(host, timeout))
+            elif resolver.startswith("https://"):
+                from probe.measure import doh  # aiohttp, only where DoH is configured
+
+                session = self.rt.session()
+                queries += [doh.resolve(host, q, resolver, session, timeout) for q in ("A", "AAAA")]
+            else:
+                from probe.measure import dns  # dnspython, only where a resolver is named
+
+                address, port = parse_resolver_address(resolver)
+                window = self.s.dns_window
+                queries += [
+                    dns.resolve_udp(
+                        host, q, address, port, timeout=timeout, window=window, label=resolver
+                    )
+                    for q in ("A", "AAAA")
+                ]
+        return list(await asyncio.gather(*queries))
+
+    def choose(self, addresses: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+        """The addresses to connect to: the policy's refusals noted, at most `max_addresses`."""
+        allows = self.rt.policy.allows
+        refused = sorted({a for a in [*addresses, *extra] if not allows(a)})
+        if refused:
+            self.notes.append(f"not contacted (special-purpose addresses): {', '.join(refused)}")
+        own = [a for a in addresses if allows(a)]
+        picked = pick_addresses(own, self.s.max_addresses)
+        if len(own) > len(picked):
+            self.notes.append(f"tested {len(picked)} of {len(own)} addresses")
+        picked += [
+            a for a in pick_addresses(extra, self.s.max_addresses) if a not in picked and allows(a)
+        ]
+        return picked
+
+    # --- TCP and TLS ------------------------------------------------------------------------
+
+    async def reach(self, url: str, addresses: Sequence[str]) -> _Reach:
+        """Connect to every address at once (and shake hands for https); keep the first
+        connection that works in each family open, for HTTP to ride on."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        out = _Reach()
+        tasks = [asyncio.ensure_future(self._open(a, port, host, parts.scheme)) for a in addresses]
+        checks = []
+        try:
+            for done in asyncio.as_completed(tasks):
+                opened = await done
+                conn = opened.conn
+                if conn is not None and family(conn.address) not in out.carriers:
+                    out.carriers[family(conn.address)] = conn
+                elif conn is not None:
+                    await conn.close()
+                if opened.tls is not None and opened.tls.failure in SNI_CHECK_AFTER:
+                    checks.append(self._sni_check(opened.tls))
+            out.sni_check = list(await asyncio.gather(*checks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await out.close()
+            raise
+        for task in tasks:  # the evidence in the order of the addresses
+            opened = task.result()
+            out.tcp.append(opened.tcp)
+            if opened.tls is not None:
+                out.tls.append(opened.tls)
+        return out
+
+    async def _open(self, address: str, port: int, host: str, scheme: str) -> _Opened:
+        s, rt = self.s, self.rt
+        tcp_obs, conn = await tcp.connect(
+            address, port, self.budget.take(s.timeout, Step.TCP_TLS), rt.policy
+        )
+        if conn is None or scheme != "https":
+            return _Opened(tcp_obs, None, conn)
+        try:
+            tls_obs = await tls.handshake(
+                conn, host, rt.verify, self.budget.take(s.timeout, Step.TCP_TLS)
+            )
+        except BaseException:
+            await conn.close()
+            raise
+        if tls_obs.failure is None:
+            return _Opened(tcp_obs, tls_obs, conn)
+        await conn.close()
+        if tls_obs.failure is Failure.INVALID_CERTIFICATE:  # the evidence of interception
+            cert = await tls.fetch_certificate(
+                address,
+                port,
+                host,
+                rt.no_verify,
+                self.budget.take(s.timeout, Step.TCP_TLS),
+                rt.policy,
+            )
+            tls_obs = replace(tls_obs, certificate=cert)
+        return _Opened(tcp_obs, tls_obs, None)
+
+    async def _sni_check(self, failed: TLSObservation) -> TLSObservation:
+        """One handshake with a harmless SNI to an address where the real SNI failed."""
+        return await tls.connect_and_handshake(
+            failed.address,
+            failed.port,
+            self.s.sni_check_name,
+            self.rt.no_verify,
+            self.budget.take(self.s.timeout, Step.SNI_CHECK),
+            self.rt.policy,
+        )
+
+    # --- HTTP -------------------------------------------------------------------------------
+
+    def limits(self) -> http.Limits:
+        s = self.s
+        return http.Limits(s.timeout, s.stall, s.body_cap, s.throughput_window, self.budget.end)
+
+    async def fetch(self, conn: Connection, url: str) -> HTTPObservation:
+        """GET `url` on `conn`, then follow redirects, each on a connection of its own (to the
+        same address while the host stays the same; measured like a target's where it changes)."""
+        chain: list[http.Exchange] = []
+        redirects: list[HTTPHop] = []
+        current: Connection | None = conn
+        final = url
+        for hop in range(self.s.max_redirects + 1):
+            assert current is not None
+            try:
+                x = await http.exchange(current, final, self.limits())
+            finally:
+                await current.close()
+            if x.ran_out:
+                self.budget.cut = Step.HTTP
+            chain.append(x)
+            location = x.location
+            if location is None:
+                break
+            redirects.append(HTTPHop(final, x.status or 0, location, x.address))
+            following = urljoin(final, location)
+            if urlsplit(following).scheme not in ("http", "https"):
+                # file:, javascript:…: not followed, and not an error
+                return http.observation(url, chain, redirects, final_url=following)
+            if hop == self.s.max_redirects:
+                x = http.Exchange(following, x.address)
+                chain.append(x.fail(Failure.PROTOCOL, f"more than {hop} redirects"))
+                break
+            current, failed = await self._next_hop(following, final, x.address)
+            final = following
+            if current is None:
+                chain.append(failed)
+                break
+        return http.observation(url, chain, redirects)
+
+    async def _next_hop(
+        self, url: str, previous: str, address: str | None
+    ) -> tuple[Connection | None, http.Exchange]:
+        """A connection for the next request of a redirect chain (evidence kept as a hop), or
+        none and why."""
+        host = urlsplit(url).hostname or ""
+        dns_obs: list[DNSObservation] = []
+        if is_ip_literal(host):
+            resolved = [host]
+        elif host == urlsplit(previous).hostname and address is not None:
+            resolved = [address]  # the same server again: no DNS, the same address
+        else:
+            dns_obs = await self.resolve(host)
+            resolved = addresses_of(dns_obs)
+        addresses = self.choose(resolved)
+        reach = await self.reach(url, addresses)
+        self.hops.append(
+            Hop(url, tuple(dns_obs), tuple(reach.tcp), tuple(reach.tls), tuple(reach.sni_check))
+        )
+        preferred = family(address) if address else 4
+        conn = reach.carriers.pop(preferred, None)
+        if conn is None and reach.carriers:
+            conn = reach.carriers.pop(next(iter(reach.carriers)))
+        await reach.close()
+        failed = http.Exchange(url, None)
+        if conn is not None:
+            return conn, failed
+        if resolved and not addresses:
+            failed.fail(
+                Failure.FORBIDDEN,
+                f"redirect to {url}: {', '.join(resolved)}: special-purpose, refused by the "
+                "address policy",
+            )
+        elif not addresses:
+            first = next((o for o in dns_obs if o.failure), dns_obs[0])
+            failure = first.failure or Failure.NO_ANSWER
+            failed.fail(failure, f"redirect to {url}: DNS for {host}: {failure}")
+        else:
+            _, failure, error = reach.first_failure()
+            failed.fail(failure, f"redirect to {url}: {error}")
+        return None, failed
+
+
+async def measure(
+    target: Target,
+    rt: Runtime,
+    budget: Budget,
+    *,
+    extra_addresses: Sequence[str] = (),
+    on_dns: Callable[[list[str]], None] | None = None,
+) -> Measurement:
+    """All steps for one target, within `budget`. Failures are data; only bugs raise.
+
+    `extra_addresses` are tested too (the control tries the vantage's); `on_dns` is called
+    with the addresses found, so the control can be asked while the probe goes on.
+    """
+    flow = _Flow(target, rt, budget)
+    started = time.time()
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    host = target.host
+    dns_obs: list[DNSObservation] = []
+    if is_ip_literal(host):
+        addresses = [host]
+        flow.notes.append("the URL names an address: no DNS step")
+    else:
+        dns_obs = await flow.resolve(host)
+        addresses = addresses_of(dns_obs)
+    timings[Step.DNS] = time.perf_counter() - t0
+    if on_dns is not None:
+        on_dns(addresses)
+
+    picked = flow.choose(addresses, extra_addresses)
+    t1 = time.perf_counter()
+    reach = await flow.reach(target.url, picked)
+    timings[Step.TCP_TLS] = time.perf_counter() - t1
+    if reach.sni_check:
+        timings[Step.SNI_CHECK] = max(t.elapsed for t in reach.sni_check)
+
+    fetched: dict[int, HTTPObservation] = {}
+    if reach.carriers:
+        t3 = time.perf_counter()
+        families = sorted(reach.carriers)  # IPv4 first
+        carriers = [reach.carriers.pop(f) for f in families]
+        results = await asyncio.gather(*(flow.fetch(c, target.url) for c in carriers))
+        fetched = dict(zip(families, results, strict=True))
+        timings[Step.HTTP] = time.perf_counter() - t3
+    elif picked:
+        step = "TLS" if target.scheme == "https" else "TCP"
+        flow.notes.append(f"HTTP not tried: no address completed {step}")
+    primary = fetched.get(4) or fetched.get(6)
+    timings[Step.TOTAL] = time.perf_counter() - t0
+    ran_out = budget.ran_out()
+    if ran_out is not None:
+        flow.notes.append(f"the target's deadline of {budget.seconds:g}s ran out during {ran_out}")
+    return Measurement(
+        target,
+        started,
+        tuple(dns_obs),
+        tuple(reach.tcp),
+        tuple(reach.tls),
+        tuple(reach.sni_check),
+        primary,
+        fetched.get(6) if 4 in fetched else None,
+        tuple(flow.hops),
+        {str(k): round(v, 6) for k, v in timings.items()},
+        tuple(flow.notes),
+        deadline=budget.seconds,
+        ran_out=ran_out,
+    )

@@ -1,0 +1,145 @@
+"""Many targets: a bounded pool of workers, re-measurement while a target looks blocked, the
+control helper asked once per target, a budget for the whole run, and results handed over as
+they finish (so a front end can stream them out and keep nothing).
+
+The bound of one target is `Settings.target_bound`: its deadline, the control's grace, and each
+re-measurement's pause and deadline. A stop request (Ctrl-C, SIGTERM) or the run's budget ends
+the run the same way: what was measured is kept, the rest is reported as not measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from probe.config import Settings
+from probe.engine import flow
+from probe.engine.control import ask
+from probe.engine.runtime import Runtime
+from probe.measure.failure import describe
+from probe.model import Control, Diagnosis, Measurement, Result, Target
+from probe.verdict import judge, settle
+from probe.vocabulary import Verdict
+
+OnResult = Callable[[int, Result], None]
+
+
+def default_budget(s: Settings, count: int) -> float:
+    """Enough for every target to take its whole bound; a run normally ends long before."""
+    return math.ceil(count / s.concurrency) * s.target_bound + 5.0
+
+
+def unmeasured(target: Target, why: str, s: Settings) -> Result:
+    now = time.time()
+    m = Measurement(target, now, notes=(why,))
+    return Result(
+        m,
+        Diagnosis(Verdict.INCONCLUSIVE, None, why, "not measured"),
+        None,
+        now,
+        s.vantage,
+        s.country,
+    )
+
+
+def _judge(
+    rt: Runtime, m: Measurement, control: Control | None
+) -> tuple[Diagnosis, Control | None]:
+    """The diagnosis; a control answer the verdict cannot use is set aside, with the reason."""
+    s = rt.settings
+    try:
+        return judge(m, control, rt.fingerprints, s.public_ranges), control
+    except Exception as exc:
+        if control is None or control.measurement is None:
+            raise
+        unusable = Control(error=f"unusable answer: {describe(exc)}")
+        return judge(m, unusable, rt.fingerprints, s.public_ranges), unusable
+
+
+async def measure_and_judge(
+    target: Target, rt: Runtime, *, deadline: float | None = None, retries: int | None = None
+) -> Result:
+    """One target's result, re-measured while it looks blocked; a bug becomes `inconclusive`
+    with the reason, never a verdict. `deadline` shortens the target's deadline (a scrape)."""
+    s = rt.settings
+    seconds = min(s.deadline, deadline) if deadline is not None else s.deadline
+    asked: list[asyncio.Task[Control]] = []
+
+    def ask_control(addresses: list[str]) -> None:
+        if s.control and not asked:
+            asked.append(asyncio.ensure_future(ask(rt, target, addresses, seconds)))
+
+    try:
+        first = await flow.measure(target, rt, flow.Budget(seconds), on_dns=ask_control)
+        control = await asked[0] if asked else None
+        diagnosis, control = _judge(rt, first, control)
+        diagnoses, last = [diagnosis], first
+        for _ in range(s.retries if retries is None else retries):
+            if not diagnoses[-1].verdict.is_block:
+                break
+            await asyncio.sleep(s.retry_pause)  # outlast residual blocking
+            last = await flow.measure(target, rt, flow.Budget(seconds))
+            diagnoses.append(_judge(rt, last, control)[0])
+    except Exception as exc:
+        return unmeasured(target, f"not measured: internal error {describe(exc)}", s)
+    finally:
+        for task in asked:
+            task.cancel()
+    diagnosis, used = settle(diagnoses)
+    m = first if used == 0 else last
+    return Result(m, diagnosis, control, time.time(), s.vantage, s.country)
+
+
+async def _all(tasks: Sequence[asyncio.Future[None]]) -> object:
+    return await asyncio.gather(*tasks)
+
+
+async def run(
+    targets: Iterable[Target],
+    rt: Runtime,
+    on_result: OnResult,
+    *,
+    count: int,
+    budget: float | None = None,
+    stop: asyncio.Event | None = None,
+) -> str | None:
+    """Measure every target with `concurrency` workers, handing each result (with the target's
+    index) to `on_result` as it finishes; returns why the run ended early, if it did."""
+    s = rt.settings
+    budget = budget if budget is not None else default_budget(s, count)
+    queue = enumerate(targets)
+    current: dict[int, Target] = {}  # index -> target being measured
+
+    async def worker() -> None:
+        for i, target in queue:
+            current[i] = target
+            result = await measure_and_judge(target, rt)
+            del current[i]
+            on_result(i, result)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(max(1, min(s.concurrency, count)))]
+    stopper: asyncio.Future[object] = asyncio.ensure_future((stop or asyncio.Event()).wait())
+    ended: str | None = None
+    try:
+        everything = asyncio.ensure_future(_all(workers))
+        done, _ = await asyncio.wait(
+            [everything, stopper], timeout=budget, return_when=asyncio.FIRST_COMPLETED
+        )
+        if everything not in done:
+            ended = "interrupted" if stopper in done else f"the run's budget of {budget:g}s ran out"
+        else:
+            everything.result()  # a bug, or the front end's callback failing: raise it
+    finally:
+        stopper.cancel()
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    if ended is not None:
+        why = f"not measured: {ended}"
+        for i, target in sorted(current.items()):
+            on_result(i, unmeasured(target, why, s))
+        for i, target in queue:
+            on_result(i, unmeasured(target, why, s))
+    return ended

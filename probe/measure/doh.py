@@ -1,0 +1,76 @@
+"""DNS-over-HTTPS (RFC 8484, POST), over the runtime's aiohttp session: imported only when a
+DoH resolver is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import dns.message
+
+from probe.measure.dns import MAX_MESSAGE, observe
+from probe.measure.failure import classify
+from probe.model import DNSObservation
+from probe.vocabulary import Failure
+
+
+async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or ValueError past `limit` bytes (a read(n) may return fewer than n)."""
+    data = bytearray()
+    while chunk := await resp.content.read(65536):
+        data += chunk
+        if len(data) > limit:
+            raise ValueError(f"{resp.url}: answer larger than {limit} bytes")
+    return bytes(data)
+
+
+def classify_client_error(exc: Exception) -> tuple[Failure, str]:
+    """aiohttp's own exceptions first (those that wrap no OSError), then the common mapping."""
+    failure, error = classify(exc)
+    if failure is Failure.UNKNOWN:
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            failure = Failure.EOF
+        elif isinstance(exc, (aiohttp.ClientResponseError, aiohttp.ClientPayloadError)):
+            failure = Failure.PROTOCOL
+    return failure, error
+
+
+async def resolve(
+    host: str, qtype: str, url: str, session: aiohttp.ClientSession, timeout: float
+) -> DNSObservation:
+    query = dns.message.make_query(host, qtype)
+    query.id = 0  # RFC 8484 4.1: use 0 for cache friendliness
+    start = time.perf_counter()
+    try:
+        async with (
+            asyncio.timeout(timeout),
+            session.post(
+                url,
+                data=query.to_wire(),
+                headers={
+                    "content-type": "application/dns-message",
+                    "accept": "application/dns-message",
+                },
+            ) as resp,
+        ):
+            if resp.status != 200:
+                return DNSObservation(
+                    url,
+                    "doh",
+                    qtype,
+                    time.perf_counter() - start,
+                    failure=Failure.PROTOCOL,
+                    error=f"DoH server answered HTTP {resp.status}",
+                )
+            data = await read_capped(resp, MAX_MESSAGE)
+    except ValueError as exc:  # an answer too large for DNS is not DNS
+        return DNSObservation(
+            url, "doh", qtype, time.perf_counter() - start, failure=Failure.PROTOCOL, error=str(exc)
+        )
+    except Exception as exc:
+        failure, error = classify_client_error(exc)
+        return DNSObservation(
+            url, "doh", qtype, time.perf_counter() - start, failure=failure, error=error
+        )
+    return observe(url, "doh", qtype, start, query, data)

@@ -1,0 +1,148 @@
+"""The HTTP side of `censorprobe serve`: /metrics, /probe, /results, /result, /healthz, /readyz
+and the status page at /."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+from aiohttp import web
+
+from probe.engine import schedule
+from probe.engine.runtime import Runtime
+from probe.model import Result, Target
+from probe.serve import statuspage
+from probe.serve.metrics import ResultsCollector, render
+
+PROBE_MARGIN = 0.5  # answer this long before Prometheus gives up on the scrape
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Source(Protocol):
+    """What the endpoints read: the daemon's latest state."""
+
+    collector: ResultsCollector
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+    def round_info(self) -> str: ...
+
+    def healthy(self) -> bool: ...
+
+    def not_ready(self) -> str | None: ...
+
+    def probe_runtime(self, target: Target) -> Runtime | None:
+        """The runtime /probe measures `target` with, or None when it may not."""
+        ...
+
+
+def make_app(source: Source, *, probe_slots: int = 4) -> web.Application:
+    """/metrics, /probe, /results, /result, /healthz, /readyz and the status page at /."""
+    slots = asyncio.Semaphore(probe_slots)
+    waiting = [0]
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=render(source.collector), headers={"Content-Type": CONTENT_TYPE})
+
+    async def probe(request: web.Request) -> web.Response:
+        try:
+            target = Target.parse(request.query.get("target", ""))
+        except ValueError as exc:
+            return web.Response(status=400, text=f"target: {exc}\n")
+        rt = source.probe_runtime(target)
+        if rt is None:
+            return web.Response(
+                status=403,
+                text=f"target: {target.url} is not in the targets file (serve --probe-targets "
+                "any measures any URL, under the control helper's address policy)\n",
+            )
+        deadline = rt.settings.deadline
+        header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+        if header:
+            try:
+                deadline = max(0.5, min(deadline, float(header) - PROBE_MARGIN))
+            except ValueError:
+                return web.Response(
+                    status=400, text="X-Prometheus-Scrape-Timeout-Seconds: not a number\n"
+                )
+        if waiting[0] >= 4 * probe_slots:
+            return web.Response(status=503, text="too many /probe requests at once\n")
+        waiting[0] += 1
+        try:
+            async with slots:
+                start = time.perf_counter()
+                # a scrape has no time for a pause and a re-measurement
+                result = await schedule.measure_and_judge(target, rt, deadline=deadline, retries=0)
+        finally:
+            waiting[0] -= 1
+        collector = ResultsCollector(rt.settings.vantage, rt.settings.country)
+        collector.record(result)
+        text = (
+            render(collector)
+            + (
+                "# HELP censorprobe_probe_duration_seconds How long the probe took\n"
+                "# TYPE censorprobe_probe_duration_seconds gauge\n"
+                f"censorprobe_probe_duration_seconds {time.perf_counter() - start:.6f}\n"
+                "# HELP censorprobe_probe_success 1 when the target is accessible\n"
+                "# TYPE censorprobe_probe_success gauge\n"
+                f"censorprobe_probe_success {int(result.verdict == 'accessible')}\n"
+            ).encode()
+        )
+        return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE})
+
+    def _latest() -> list[Result]:
+        return list(source.collector.latest.values())
+
+    async def results(request: web.Request) -> web.Response:
+        service = request.query.get("service")
+        verdict = request.query.get("verdict")
+        chosen = [
+            r.to_json()
+            for r in _latest()
+            if (service is None or r.measurement.target.service == service)
+            and (verdict is None or r.verdict == verdict)
+        ]
+        s = source.runtime.settings
+        return web.json_response({"vantage": s.vantage, "country": s.country, "results": chosen})
+
+    async def result(request: web.Request) -> web.Response:
+        found = source.collector.latest.get(request.query.get("url", ""))
+        if found is None:
+            return web.json_response({"error": "no result for that url"}, status=404)
+        return web.json_response(found.to_json())
+
+    async def healthz(request: web.Request) -> web.Response:
+        ok = source.healthy()
+        return web.Response(
+            status=200 if ok else 503,
+            text=("ok" if ok else "stalled") + f": {source.round_info()}\n",
+        )
+
+    async def readyz(request: web.Request) -> web.Response:
+        problem = source.not_ready()
+        if problem is not None:
+            return web.Response(status=503, text=f"not ready: {problem}\n")
+        return web.Response(text=f"ready: {source.round_info()}\n")
+
+    async def index(request: web.Request) -> web.Response:
+        s = source.runtime.settings
+        page = statuspage.render(
+            _latest(),
+            s.vantage,
+            s.country,
+            round_info=source.round_info(),
+            problem=source.not_ready(),
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/probe", probe)
+    app.router.add_get("/results", results)
+    app.router.add_get("/result", result)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/", index)
+    return app

@@ -1,0 +1,7 @@
+"""The analysis, pure: observations (and the control's, and fingerprints) -> a diagnosis, and the
+settling of several measurements of one target. No I/O, no asyncio."""
+
+from probe.verdict.judge import judge
+from probe.verdict.settle import settle
+
+__all__ = ["judge", "settle"]
