@@ -86,12 +86,13 @@ class Settings:
         return self.deadline + grace + self.retries * (self.retry_pause + self.deadline)
 
 
+CONTROL_GRACE = 5.0  # how much longer than the probe's deadline the control's answer may take
 # what a user reads in --help and the README; `Settings.deadline` and `.target_bound` compute them
 DEADLINE_FORMULA = "4 x timeout + throughput_window + stall_after"
 TARGET_BOUND_FORMULA = (
-    "deadline + control_grace (5 s, with a control) + retries x (retry_pause + deadline)"
+    f"deadline + {CONTROL_GRACE:g} s (with a control, for its answer) "
+    "+ retries x (retry_pause + deadline)"
 )
-CONTROL_GRACE = 5.0  # how much longer than the probe's deadline the control's answer may take
 
 
 @dataclass(frozen=True, slots=True)

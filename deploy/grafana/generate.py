@@ -12,16 +12,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from probe.vocabulary import TARGET_VERDICTS
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "censorprobe-prometheus"}  # provisioned with this uid
 
+# the verdicts by severity, with their colour: one vocabulary for the CLI, the page and here
 CODES = {
-    "accessible": (1, "green"),
-    "inconclusive": (2, "text"),
-    "down": (3, "purple"),
-    "throttled": (4, "orange"),
-    "blocked": (5, "red"),
+    v: (v.style.severity, v.style.grafana)
+    for v in sorted(TARGET_VERDICTS, key=lambda v: v.style.severity)
 }
 VERDICT_CODE = (
     "max by (service_name, country) ("

@@ -27,7 +27,14 @@ from probe.cli.common import (
     run,
 )
 from probe.cli.formats import FORMATS, OUTPUTS, PrometheusOutput
-from probe.config import TARGET_BOUND_FORMULA, Config, ConfigError, Settings, load
+from probe.config import (
+    DEADLINE_FORMULA,
+    TARGET_BOUND_FORMULA,
+    Config,
+    ConfigError,
+    Settings,
+    load,
+)
 from probe.engine import schedule
 from probe.engine.runtime import Runtime
 from probe.model import Result, Target
@@ -36,8 +43,10 @@ from probe.vocabulary import Verdict
 EPILOG = f"""\
 {EXIT_CODES}
 
-time: each network wait takes at most --timeout; a target's measurement at most its deadline,
-and with re-measurements and the control's answer at most {TARGET_BOUND_FORMULA}.
+time: each network wait (a connect, a handshake, the first byte of an answer) takes at most
+--timeout; one measurement of a target at most its deadline, {DEADLINE_FORMULA}
+(50 s with the defaults); a target, re-measurements and the control's answer included, at most
+{TARGET_BOUND_FORMULA}.
 
 examples:
   censorprobe check clubhouse.com                      one domain (means https://clubhouse.com/)

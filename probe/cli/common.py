@@ -70,7 +70,7 @@ def network_flags(p: argparse.ArgumentParser) -> None:
         type=float,
         metavar="S",
         help="one network wait: a connect, a handshake, the first byte of an answer (default "
-        f"10); a target's deadline is {DEADLINE_FORMULA} (50 s by default)",
+        f"10); a target's deadline is {DEADLINE_FORMULA}",
     )
 
 

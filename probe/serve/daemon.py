@@ -145,7 +145,7 @@ class Daemon:
             if self.archive_problem is None:
                 log.error("archive: cannot write under %s: %s", self.archive.directory, exc)
             self.archive_problem = f"the archive cannot be written: {exc.strerror or exc}"
-            self.collector.archive_errors += 1
+            self.collector.archive_error()
         else:
             if self.archive_problem is not None:
                 log.info("archive: writing again under %s", self.archive.directory)

@@ -118,8 +118,14 @@ class ResultsCollector(Collector):
         self.control: Counter[str] = Counter()  # answers from the control helper: ok / error
         self.steps: dict[str, _Histogram] = {step: _Histogram() for step in STEPS}
         self.archive_errors = 0  # records serve could not write to its archive
+        self.changes = 0  # counts every change, so a renderer knows when its text is stale
+
+    def archive_error(self) -> None:
+        self.archive_errors += 1
+        self.changes += 1
 
     def record(self, result: Result) -> None:
+        self.changes += 1
         url = result.measurement.target.url
         self.latest[url] = result
         self.series[url] = _Series(result, self.vantage, self.country)
@@ -133,12 +139,14 @@ class ResultsCollector(Collector):
     def relabel(self, vantage: str, country: str) -> None:
         """A reloaded targets file may name the vantage anew."""
         if (vantage, country) != (self.vantage, self.country):
+            self.changes += 1
             self.vantage, self.country = vantage, country
             self.series = {url: _Series(r, vantage, country) for url, r in self.latest.items()}
 
     def keep_only(self, urls: Iterable[str]) -> None:
         """Forget targets no longer in the list, so their series disappear."""
         wanted = set(urls)
+        self.changes += 1
         for url in list(self.latest):
             if url not in wanted:
                 del self.latest[url]

@@ -109,6 +109,13 @@ async def test_broken_targets_file_exits_65_naming_file_line_and_key(tmp_path: P
     assert out == ""
 
 
+async def test_help_teaches_the_deadline_formula() -> None:
+    code, out, _ = await censorprobe("check", "--help")
+    assert code == 0
+    assert "4 x timeout + throughput_window + stall_after" in " ".join(out.split())
+    assert "retries x (retry_pause + deadline)" in " ".join(out.split())
+
+
 async def test_usage_error_exits_64() -> None:
     code, _, err = await censorprobe("check", "--format", "xml")
     assert code == 64

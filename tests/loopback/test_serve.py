@@ -269,6 +269,47 @@ async def test_reload_on_change_keeps_the_old_list_when_broken_and_on_sighup(  #
     await s.until("/metrics", lambda t: f'target="{b}"' in t and f'target="{a}"' not in t)
 
 
+async def test_fingerprint_urls_are_fetched_once_per_start_and_reload(  # type: ignore[no-untyped-def]
+    serve, web_server: Start, tmp_path: Path
+) -> None:
+    """Three rounds and ten /probe calls read the fingerprint list once; a reload reads it
+    again; a reload whose download fails keeps the set read before."""
+    fetched: list[str] = []
+    fail = False
+
+    async def csv(request: web.Request) -> web.Response:
+        fetched.append(request.path)
+        if fail:
+            return web.Response(status=500)
+        return web.Response(
+            text="name,scope,other_names,location_found,pattern_type,pattern\n"
+            "test.page,,,body,contains,page /p\n"
+        )
+
+    app = web.Application()
+    app.router.add_get("/fp.csv", csv)
+    fp = f"http://127.0.0.1:{await web_server(app)}/fp.csv"
+    url = f"http://127.0.0.1:{await origin(web_server)}/p"
+    path = tmp_path / "t.yaml"
+    text = f"settings:\n  fingerprints: [{fp}]\ntargets:\n  - url: {url}\n"
+    path.write_text(text)
+    s = await serve(path, "--interval", "1", "--retries", "0")
+    await s.until("/healthz", lambda t: "3 rounds" in t)
+    for _ in range(10):
+        status, metrics = await s.get(f"/probe?target={url}")
+        assert status == 200 and 'method="blockpage"' in metrics  # the list is in use
+    assert fetched == ["/fp.csv"]
+    path.write_text(text + "    service: renamed\n")
+    await s.until("/results", lambda t: "renamed" in t)
+    assert fetched == ["/fp.csv"] * 2
+    fail = True
+    path.write_text(text + "    service: again\n")
+    await s.until("/results", lambda t: '"again"' in t)
+    assert len(fetched) == 3 and "keeping the 1 fingerprints read before" in s.log.read_text()
+    _, metrics = await s.get("/metrics")
+    assert 'method="blockpage"' in metrics
+
+
 async def test_sigterm_stops_within_seconds_mid_round(
     serve, web_server: Start, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
