@@ -41,15 +41,15 @@ class Target:
 
     @property
     def host(self) -> str:
-        return _split(self.url)[1]
+        return url_parts(self.url).host
 
     @property
     def scheme(self) -> str:
-        return _split(self.url)[0]
+        return url_parts(self.url).scheme
 
     @property
     def port(self) -> int:
-        return _split(self.url)[2]
+        return url_parts(self.url).port
 
     @classmethod
     def parse(cls, text: str, service: str = "", category: str = "") -> Target:
@@ -82,15 +82,25 @@ class Target:
         return cls(url=text, service=service or default_service_name(host), category=category)
 
 
+class URLParts(typing.NamedTuple):
+    scheme: str
+    host: str
+    port: int
+    path: str  # with the query, as a request line names it
+    netloc: str  # host[:port] as a Host header names it (the port only when not the default)
+
+
 @functools.lru_cache(maxsize=4096)
-def _split(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) of a URL, parsed once (targets are asked often)."""
+def url_parts(url: str) -> URLParts:
+    """What the steps need of a URL, parsed once (every step of every target asks)."""
     parts = urlsplit(url)
-    return (
-        parts.scheme,
-        parts.hostname or "",
-        parts.port or (443 if parts.scheme == "https" else 80),
-    )
+    default = 443 if parts.scheme == "https" else 80
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port and parts.port != default:
+        netloc = f"{netloc}:{parts.port}"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return URLParts(parts.scheme, host, parts.port or default, path, netloc)
 
 
 def check_host(host: str, where: str) -> str:
@@ -411,9 +421,9 @@ class Result:
             "timings": dict(m.timings),
         }
 
-    def dumps(self) -> str:
-        """The result as one line of JSON (the archive's and jsonl's format)."""
-        return orjson.dumps(self.to_json(deep=False)).decode()
+    def dumps(self) -> bytes:
+        """The result as one line of JSON, UTF-8 (the archive's and jsonl's format)."""
+        return orjson.dumps(self.to_json(deep=False))
 
 
 def _same(obj: Any) -> Any:

@@ -122,13 +122,13 @@ def command(args: argparse.Namespace) -> int:
     if args.push_gateway and not args.push_gateway.startswith(("http://", "https://")):
         return fail(f"--push-gateway {args.push_gateway!r}: not an http(s) URL", EXIT_USAGE)
     try:
-        stream = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+        stream = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
     except OSError as exc:
         return fail(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_USAGE)
     progress = Progress(sys.stderr, enabled=not args.quiet, total=len(config.targets))
     started = time.time()
     output = OUTPUTS[args.format](stream, config.settings, started)
-    exported = PrometheusOutput(sys.stdout, config.settings, started)  # for the exports only
+    exported = PrometheusOutput(stream, config.settings, started)  # for the exports only
     export = bool(args.textfile or args.push_gateway)
     if export:
         exported.start()
@@ -148,6 +148,7 @@ def command(args: argparse.Namespace) -> int:
             output.start()
             ended = run(_measure(config, args.budget, on_result, progress))
             output.finish(time.time(), ended)
+            stream.flush()
     except ConfigError as exc:
         progress.finish()
         return fail(str(exc), EXIT_CONFIG)

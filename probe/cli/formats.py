@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import BinaryIO
 from xml.etree import ElementTree as ET
 
 from probe.config import Settings
@@ -52,10 +52,13 @@ class Row:
 class Output:
     """Receives results as they finish; writes the format to `stream`."""
 
-    def __init__(self, stream: TextIO, settings: Settings, started: float) -> None:
+    def __init__(self, stream: BinaryIO, settings: Settings, started: float) -> None:
         self.stream = stream
         self.settings = settings
         self.started = started
+
+    def write(self, text: str) -> None:
+        self.stream.write(text.encode())
 
     def start(self) -> None:
         """Before the first result."""
@@ -71,21 +74,21 @@ class JSONOutput(Output):
     def start(self) -> None:
         s = self.settings
         head = {"vantage": {"name": s.vantage, "country": s.country}, "started": self.started}
-        self.stream.write(json.dumps(head)[:-1] + ',\n"results": [\n')
+        self.write(json.dumps(head)[:-1] + ',\n"results": [\n')
         self.first = True
 
     def add(self, index: int, result: Result) -> None:
-        self.stream.write(("" if self.first else ",\n") + result.dumps())
+        self.stream.write((b"" if self.first else b",\n") + result.dumps())
         self.first = False
 
     def finish(self, finished: float, ended: str | None) -> None:
         tail = json.dumps({"finished": finished, "ended_early": ended})[1:]
-        self.stream.write("\n],\n" + tail + "\n")
+        self.write("\n],\n" + tail + "\n")
 
 
 class JSONLOutput(Output):
     def add(self, index: int, result: Result) -> None:
-        self.stream.write(result.dumps() + "\n")
+        self.stream.write(result.dumps() + b"\n")
 
 
 class _Collected(Output):
@@ -102,12 +105,12 @@ class _Collected(Output):
 class TableOutput(_Collected):
     def finish(self, finished: float, ended: str | None) -> None:
         color = self.stream.isatty() and "NO_COLOR" not in os.environ
-        self.stream.write(format_table(self.ordered(), color=color))
+        self.write(format_table(self.ordered(), color=color))
 
 
 class JUnitOutput(_Collected):
     def finish(self, finished: float, ended: str | None) -> None:
-        self.stream.write(format_junit(self.ordered(), self.settings))
+        self.write(format_junit(self.ordered(), self.settings))
 
 
 class PrometheusOutput(Output):
@@ -122,7 +125,7 @@ class PrometheusOutput(Output):
     def finish(self, finished: float, ended: str | None) -> None:
         from probe.serve.metrics import render
 
-        self.stream.write(render(self.collector).decode())
+        self.stream.write(render(self.collector))
 
 
 OUTPUTS: dict[str, type[Output]] = {

@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from probe.engine.runtime import Runtime
 from probe.measure import http, system, tcp, tls
@@ -32,6 +32,7 @@ from probe.model import (
     TCPObservation,
     TLSObservation,
     parse_resolver_address,
+    url_parts,
 )
 from probe.policy import family, is_ip_literal
 from probe.vocabulary import Failure, Step
@@ -158,6 +159,8 @@ class _Flow:
                     )
                     for q in ("A", "AAAA")
                 ]
+        if len(queries) == 1:
+            return [await queries[0]]
         return list(await asyncio.gather(*queries))
 
     def choose(self, addresses: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
@@ -180,11 +183,22 @@ class _Flow:
     async def reach(self, url: str, addresses: Sequence[str]) -> _Reach:
         """Connect to every address at once (and shake hands for https); keep the first
         connection that works in each family open, for HTTP to ride on."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        parts = url_parts(url)
         out = _Reach()
-        tasks = [asyncio.ensure_future(self._open(a, port, host, parts.scheme)) for a in addresses]
+        if len(addresses) == 1:  # the common case, without the machinery of several
+            opened = await self._open(addresses[0], parts.port, parts.host, parts.scheme)
+            out.tcp.append(opened.tcp)
+            if opened.tls is not None:
+                out.tls.append(opened.tls)
+                if opened.tls.failure in SNI_CHECK_AFTER:
+                    out.sni_check.append(await self._sni_check(opened.tls))
+            if opened.conn is not None:
+                out.carriers[family(opened.conn.address)] = opened.conn
+            return out
+        tasks = [
+            asyncio.ensure_future(self._open(a, parts.port, parts.host, parts.scheme))
+            for a in addresses
+        ]
         checks = []
         try:
             for done in asyncio.as_completed(tasks):
@@ -276,7 +290,7 @@ class _Flow:
                 break
             redirects.append(HTTPHop(final, x.status or 0, location, x.address))
             following = urljoin(final, location)
-            if urlsplit(following).scheme not in ("http", "https"):
+            if url_parts(following).scheme not in ("http", "https"):
                 # file:, javascript:…: not followed, and not an error
                 return http.observation(url, chain, redirects, final_url=following)
             if hop == self.s.max_redirects:
@@ -295,11 +309,11 @@ class _Flow:
     ) -> tuple[Connection | None, http.Exchange]:
         """A connection for the next request of a redirect chain (evidence kept as a hop), or
         none and why."""
-        host = urlsplit(url).hostname or ""
+        host = url_parts(url).host
         dns_obs: list[DNSObservation] = []
         if is_ip_literal(host):
             resolved = [host]
-        elif host == urlsplit(previous).hostname and address is not None:
+        elif host == url_parts(previous).host and address is not None:
             resolved = [address]  # the same server again: no DNS, the same address
         else:
             dns_obs = await self.resolve(host)
@@ -374,8 +388,11 @@ async def measure(
         t3 = time.perf_counter()
         families = sorted(reach.carriers)  # IPv4 first
         carriers = [reach.carriers.pop(f) for f in families]
-        results = await asyncio.gather(*(flow.fetch(c, target.url) for c in carriers))
-        fetched = dict(zip(families, results, strict=True))
+        if len(carriers) == 1:
+            fetched = {families[0]: await flow.fetch(carriers[0], target.url)}
+        else:
+            results = await asyncio.gather(*(flow.fetch(c, target.url) for c in carriers))
+            fetched = dict(zip(families, results, strict=True))
         timings[Step.HTTP] = time.perf_counter() - t3
     elif picked:
         step = "TLS" if target.scheme == "https" else "TCP"

@@ -1,4 +1,4 @@
-"""HTTP/1.1: one GET on a connection the caller opened (and measured), with h11 for the protocol.
+"""HTTP/1.1: one GET on a connection the caller opened (and measured).
 
 The request rides the very connection whose TCP and TLS steps were just observed, as OONI's Web
 Connectivity LTE does, so the HTTP evidence always names the server that TLS measured, and one
@@ -19,13 +19,12 @@ import re
 import time
 import zlib
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
-
-import h11
+from urllib.parse import quote
 
 from probe.measure.failure import classify
+from probe.measure.http1 import Head, ProtocolError, ResponseParser
 from probe.measure.tcp import Connection
-from probe.model import HTTPHop, HTTPObservation
+from probe.model import HTTPHop, HTTPObservation, url_parts
 from probe.vocabulary import Failure
 
 USER_AGENT = (
@@ -98,7 +97,6 @@ class Exchange:
     last_byte: float | None = None  # perf_counter()
     body: _Body = field(default_factory=_Body)
     ran_out: bool = False  # the target's deadline ended it
-    eof: bool = False  # the server closed its side
 
     @property
     def location(self) -> str | None:
@@ -112,55 +110,42 @@ class Exchange:
         return self
 
 
-def request_bytes(url: str) -> tuple[h11.Connection, bytes]:
-    parts = urlsplit(url)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    default = 443 if parts.scheme == "https" else 80
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    if parts.port and parts.port != default:
-        host = f"{host}:{parts.port}"
-    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-    request = h11.Request(
-        method="GET",
-        target=target,
-        headers=[
-            ("Host", host),
-            ("User-Agent", USER_AGENT),
-            ("Accept", "text/html,*/*;q=0.8"),
-            ("Accept-Encoding", "gzip, deflate"),
-            ("Connection", "close"),
-        ],
-    )
-    return conn, (conn.send(request) or b"") + (conn.send(h11.EndOfMessage()) or b"")
+_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))  # printable ASCII stays as it is
+
+
+def request_bytes(url: str) -> bytes:
+    parts = url_parts(url)
+    path = quote(parts.path, safe=_SAFE)
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: {USER_AGENT}\r\n"
+        "Accept: text/html,*/*;q=0.8\r\nAccept-Encoding: gzip, deflate\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode("ascii")
 
 
 async def exchange(conn: Connection, url: str, limits: Limits) -> Exchange:
     """GET `url` on `conn` (which the caller closes)."""
     x = Exchange(url, conn.address)
     try:
-        parser, data = request_bytes(url)
-        conn.write(data)
+        conn.write(request_bytes(url))
         async with asyncio.timeout(max(0.0, min(limits.timeout, limits.end - time.perf_counter()))):
             await conn.drain()
-        await _receive(conn, parser, x, limits)
-    except h11.RemoteProtocolError as exc:
-        if x.eof:
-            x.fail(Failure.EOF, f"the server closed the connection: {exc}"[:300])
-        else:
-            x.fail(Failure.PROTOCOL, f"not HTTP: {exc}"[:300])
+        await _receive(conn, ResponseParser(MAX_HEAD), x, limits)
+    except ProtocolError as exc:
+        failure = Failure.EOF if exc.at_eof else Failure.PROTOCOL
+        x.fail(failure, (str(exc) if exc.at_eof else f"not HTTP: {exc}")[:300])
     except Exception as exc:
         x.fail(*classify(exc))
         x.ran_out = x.failure is Failure.TIMEOUT and time.perf_counter() >= limits.end
     return x
 
 
-async def _receive(conn: Connection, parser: h11.Connection, x: Exchange, limits: Limits) -> None:
-    decoder: _Decoder | _Identity | None = None
+async def _receive(conn: Connection, parser: ResponseParser, x: Exchange, limits: Limits) -> None:
+    decoder: _Decoder | _Identity = _Identity()
     window_end: float | None = None
     while True:
-        event = parser.next_event()
-        if event is h11.NEED_DATA:
+        event = parser.next()
+        if event is None:
             now = time.perf_counter()
             if window_end is not None and now >= window_end:
                 x.body.stopped, x.body.truncated = window_end, "window"  # still flowing
@@ -168,30 +153,24 @@ async def _receive(conn: Connection, parser: h11.Connection, x: Exchange, limits
             data = await _read(conn, x, limits, now)
             if data is None:
                 return
-            x.eof = not data
-            parser.receive_data(data)  # b"": h11 decides whether the message was complete
-        elif isinstance(event, h11.Response):
-            raw = list(event.headers)
-            if sum(len(n) + len(v) for n, v in raw) > MAX_HEAD:
-                x.fail(Failure.PROTOCOL, f"response headers larger than {MAX_HEAD} bytes")
-                return
-            x.status = event.status_code
-            x.headers = _headers(raw)
-            if event.status_code in REDIRECTS and "location" in x.headers:
+            parser.feed(data)  # b"": the parser decides whether the response was complete
+        elif isinstance(event, Head):
+            x.status = event.status
+            x.headers = _headers(event.headers)
+            if event.status in REDIRECTS and "location" in x.headers:
                 return  # the body of a redirect is not the page
             decoder = _Decoder.for_encoding(x.headers.get("content-encoding", ""))
-        elif isinstance(event, h11.Data):
+        elif isinstance(event, bytes):
             now = time.perf_counter()
-            chunk = decoder.decode(event.data, limits.body_cap - x.body.length) if decoder else b""
-            x.body.add(len(event.data), chunk, now)
+            chunk = decoder.decode(event, limits.body_cap - x.body.length)
+            x.body.add(len(event), chunk, now)
             window_end = window_end or now + limits.window
             if x.body.length >= limits.body_cap:
                 x.body.stopped, x.body.truncated = now, "cap"
                 return
-        elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+        else:  # DONE
             x.body.stopped = x.body.last_byte
             return
-        # InformationalResponse (1xx): the real response follows
 
 
 async def _read(conn: Connection, x: Exchange, limits: Limits, now: float) -> bytes | None:
@@ -256,7 +235,7 @@ class _Decoder:
             out = self.z.decompress(data, room)
         except zlib.error:
             if self.started or self.wbits != zlib.MAX_WBITS:
-                raise h11.RemoteProtocolError("the body does not decompress") from None
+                raise ProtocolError("the body does not decompress") from None
             # "deflate" sent raw, without the zlib wrapper, as some servers do
             self.wbits = -zlib.MAX_WBITS
             self.z = zlib.decompressobj(self.wbits)
@@ -270,12 +249,10 @@ class _Identity:
         return data[: max(0, room)]
 
 
-def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Every header (repeated ones joined), names lower-cased, bounded in number and length."""
+def _headers(raw: list[tuple[str, str]]) -> dict[str, str]:
+    """Every header (repeated ones joined), bounded in number and length."""
     out: dict[str, str] = {}
-    for name, value in raw:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
+    for key, text in raw:
         if key not in out and len(out) >= MAX_HEADERS:
             continue
         limit = MAX_LOCATION if key == "location" else MAX_HEADER_VALUE

@@ -81,16 +81,11 @@ async def handshake(
     try:
         async with asyncio.timeout(timeout):
             tls = conn.secure(context, sni)
-            first = True
-            while True:
+            while True:  # even the ClientHello (a key pair to generate) is computed in a thread
                 try:
-                    if first:  # only writes the ClientHello: cheap enough for the event loop
-                        tls.do_handshake()
-                    else:
-                        await loop.run_in_executor(_pool(), tls.do_handshake)
+                    await loop.run_in_executor(_pool(), tls.do_handshake)
                     break
                 except ssl.SSLWantReadError:
-                    first = False
                     conn.flush()
                     await conn.receive()
             conn.flush()

@@ -20,14 +20,14 @@ class Archive:
     def __init__(self, directory: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
         self._day = ""
         self._size = 0
 
-    def append(self, record: str, finished: float) -> None:
+    def append(self, record: bytes, finished: float) -> None:
         """One record (a line of JSON, `Result.dumps`), measured at `finished`."""
-        line = record + "\n"
-        size = len(line.encode())
+        line = record + b"\n"
+        size = len(line)
         day = time.strftime("%Y-%m-%d", time.gmtime(finished or time.time()))
         if self._file is None or day != self._day or self._size + size > self.max_bytes:
             self._rotate(day, size)
@@ -47,7 +47,7 @@ class Archive:
             if used == 0 or used + need <= self.max_bytes:
                 break
             n += 1
-        self._file = path.open("a", encoding="utf-8")
+        self._file = path.open("ab")
         self._day = day
         self._size = path.stat().st_size
 

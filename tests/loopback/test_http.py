@@ -7,6 +7,8 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable
 
+from aiohttp import web
+
 from probe.model import Measurement
 from probe.verdict import judge
 from tests.conftest import free_port
@@ -173,3 +175,30 @@ async def test_nothing_listening_is_refused_at_tcp() -> None:
     assert [o.failure for o in m.tcp] == ["refused"]
     assert m.http is None
     assert judge(m).summary == "TCP refused"
+
+
+async def test_a_chunked_page_from_a_real_server_is_read_whole(
+    web_server: Callable[..., Awaitable[int]],
+) -> None:
+    """aiohttp streams without a length, in chunks: the body is the page, gzip decoded."""
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/html"})
+        resp.enable_compression()
+        await resp.prepare(request)
+        for i in range(50):
+            await resp.write(f"<title>chunked</title> part {i} ".encode() * 10)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/", chunked)
+    m = await run(await web_server(app))
+    h = m.http
+    assert h is not None and h.failure is None
+    assert h.headers.get("transfer-encoding") == "chunked"
+    assert h.headers.get("content-encoding") in ("gzip", "deflate")
+    assert (h.title, h.body_length) == (
+        "chunked",
+        sum(len(f"<title>chunked</title> part {i} ") * 10 for i in range(50)),
+    )

@@ -37,7 +37,7 @@ def record(
 
 
 def append(a: archive.Archive, rec: dict[str, object]) -> None:
-    a.append(json.dumps(rec), float(rec["finished"]))  # type: ignore[arg-type]
+    a.append(json.dumps(rec).encode(), float(rec["finished"]))  # type: ignore[arg-type]
 
 
 def test_rotates_by_size_and_by_day(tmp_path: Path) -> None:
