@@ -241,15 +241,16 @@ class _Flow:
             return _Opened(tcp_obs, tls_obs, conn)
         await conn.close()
         if tls_obs.failure is Failure.INVALID_CERTIFICATE:  # the evidence of interception
-            cert = await tls.fetch_certificate(
+            again = await tls.connect_and_handshake(
                 address,
                 port,
                 host,
                 rt.no_verify,
                 self.budget.take(s.timeout, Step.TCP_TLS),
                 rt.policy,
+                untrusted_certificate=True,
             )
-            tls_obs = replace(tls_obs, certificate=cert)
+            tls_obs = replace(tls_obs, certificate=again.certificate)
         return _Opened(tcp_obs, tls_obs, None)
 
     async def _sni_check(self, failed: TLSObservation) -> TLSObservation:

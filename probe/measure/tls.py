@@ -2,7 +2,7 @@
 even when it is not trusted.
 
 A certificate that fails verification is the evidence of interception, so after a verification
-failure one more handshake with a non-verifying context fetches it (`fetch_certificate`).
+failure one more handshake with a non-verifying context fetches it (`untrusted_certificate`).
 A verified certificate is summarised from what the ssl module already parsed; an untrusted one
 needs `cryptography`, imported only then.
 """
@@ -72,10 +72,16 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
 
 
 async def handshake(
-    conn: tcp.Connection, sni: str, context: ssl.SSLContext, timeout: float
+    conn: tcp.Connection,
+    sni: str,
+    context: ssl.SSLContext,
+    timeout: float,
+    *,
+    untrusted_certificate: bool = False,
 ) -> TLSObservation:
     """Run the handshake on an open connection (which the caller closes); on success the
-    connection carries TLS from then on."""
+    connection carries TLS from then on. A verified certificate is always summarised; one the
+    context did not verify only when asked (the evidence of interception)."""
     start = time.perf_counter()
     loop = asyncio.get_running_loop()
     try:
@@ -99,10 +105,12 @@ async def handshake(
     elapsed = time.perf_counter() - start
     verified = context.verify_mode == ssl.CERT_REQUIRED
     cipher = tls.cipher()
+    der = tls.getpeercert(binary_form=True)
     certificate = None
-    if verified:
-        der = tls.getpeercert(binary_form=True)
-        certificate = _from_ssl(tls.getpeercert() or {}, der) if der else None
+    if der and verified:
+        certificate = _from_ssl(tls.getpeercert() or {}, der)
+    elif der and untrusted_certificate:
+        certificate = summarize(der)
     return TLSObservation(
         conn.address,
         conn.port,
@@ -123,6 +131,8 @@ async def connect_and_handshake(
     context: ssl.SSLContext,
     timeout: float,
     policy: AddressPolicy,
+    *,
+    untrusted_certificate: bool = False,
 ) -> TLSObservation:
     """A fresh connection and one handshake, closed after; `connected` says whether TCP worked."""
     tcp_obs, conn = await tcp.connect(address, port, timeout, policy)
@@ -137,28 +147,9 @@ async def connect_and_handshake(
             connected=False,
         )
     try:
-        return await handshake(conn, sni, context, timeout)
-    finally:
-        await conn.close()
-
-
-async def fetch_certificate(
-    address: str,
-    port: int,
-    sni: str,
-    context: ssl.SSLContext,
-    timeout: float,
-    policy: AddressPolicy,
-) -> Certificate | None:
-    """The certificate a server presents, without trusting it (the evidence of interception)."""
-    _, conn = await tcp.connect(address, port, timeout, policy)
-    if conn is None:
-        return None
-    try:
-        obs = await handshake(conn, sni, context, timeout)
-        tls = conn.tls if obs.failure is None else None
-        der = tls.getpeercert(binary_form=True) if tls is not None else None
-        return summarize(der) if der else None
+        return await handshake(
+            conn, sni, context, timeout, untrusted_certificate=untrusted_certificate
+        )
     finally:
         await conn.close()
 

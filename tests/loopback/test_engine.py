@@ -44,8 +44,9 @@ def full_backlog() -> Iterator[int]:
     listener.close()
 
 
-async def results(rt: Runtime, urls: list[str]) -> dict[str, tuple[Result, float]]:
+async def results(s: Settings, urls: list[str]) -> dict[str, tuple[Result, float]]:
     """Every URL measured at once; each result with the seconds its measurement took."""
+    rt = await Runtime.open(s)
     started: dict[str, float] = {}
     out: dict[str, tuple[Result, float]] = {}
     targets = [Target.parse(u) for u in urls]
@@ -56,7 +57,10 @@ async def results(rt: Runtime, urls: list[str]) -> dict[str, tuple[Result, float
         url = result.measurement.target.url
         out[url] = (result, time.perf_counter() - started[url])
 
-    await schedule.run(targets, rt, on_result, count=len(targets))
+    try:
+        await schedule.run(targets, rt, on_result, count=len(targets))
+    finally:
+        await rt.close()
     return out
 
 
@@ -116,11 +120,7 @@ async def test_a_target_that_stalls_at_any_step_ends_within_its_bound(
             "hop": f"http://127.0.0.1:{await raw_server(to_stall)}/",
             "slow": f"http://127.0.0.1:{await raw_server(slow)}/",
         }
-        rt = await Runtime.open(s)
-        try:
-            got = await results(rt, list(urls.values()))
-        finally:
-            await rt.close()
+        got = await results(s, list(urls.values()))
     for step, url in urls.items():
         result, seconds = got[url]
         m, d = result.measurement, result.diagnosis
@@ -192,11 +192,7 @@ async def test_many_targets_on_one_host_each_fetch_names_an_address_its_own_step
             resolvers=(f"127.0.0.1:{resolver.port}",),
             ca_file=ca_file,
         )
-        rt = await Runtime.open(s)
-        try:
-            got = await results(rt, [f"https://multi.test:{port}/p{i}" for i in range(120)])
-        finally:
-            await rt.close()
+        got = await results(s, [f"https://multi.test:{port}/p{i}" for i in range(120)])
     seen = set()
     for result, _ in got.values():
         m = result.measurement

@@ -97,6 +97,19 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Serve]]
             await proc.wait()
 
 
+async def secret(web_server: Start) -> tuple[int, list[str]]:
+    """A server nobody should reach through serve: its port, and the paths it was asked for."""
+    hits: list[str] = []
+
+    async def page(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(text="secret")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    return await web_server(app), hits
+
+
 def targets_file(path: Path, *urls: str) -> Path:
     path.write_text(
         "targets:\n" + "".join(f"  - url: {u}\n    service: svc{i}\n" for i, u in enumerate(urls))
@@ -189,15 +202,8 @@ async def test_probe_measures_only_listed_urls_by_default(
 ) -> None:  # type: ignore[no-untyped-def]
     """An unlisted URL is refused, so /probe is no SSRF or port-scan oracle."""
     listed = f"http://127.0.0.1:{await origin(web_server)}/"
-    hits: list[str] = []
-
-    async def secret(request: web.Request) -> web.Response:
-        hits.append(request.path)
-        return web.Response(text="secret")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", secret)
-    other = f"http://127.0.0.1:{await web_server(app)}/admin"
+    port, hits = await secret(web_server)
+    other = f"http://127.0.0.1:{port}/admin"
     s = await serve(targets_file(tmp_path / "t.yaml", listed), "--interval", "3600")
     await s.until("/healthz", lambda t: t.startswith("ok"))
     status, text = await s.get(f"/probe?target={other}")
@@ -210,15 +216,7 @@ async def test_probe_any_refuses_special_purpose_destinations(
 ) -> None:  # type: ignore[no-untyped-def]
     """With --probe-targets any, loopback is refused at connect time: an open port and a closed
     one read the same, and the open one is never contacted."""
-    hits: list[str] = []
-
-    async def secret(request: web.Request) -> web.Response:
-        hits.append(request.path)
-        return web.Response(text="secret")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", secret)
-    open_port, closed_port = await web_server(app), free_port()
+    (open_port, hits), closed_port = await secret(web_server), free_port()
     listed = f"http://127.0.0.1:{await origin(web_server)}/"
     s = await serve(
         targets_file(tmp_path / "t.yaml", listed), "--interval", "3600", "--probe-targets", "any"
