@@ -11,7 +11,11 @@ import hashlib
 import io
 import ipaddress
 import math
+import os
 import socket
+import stat
+import sys
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -24,6 +28,11 @@ from probe.model import Target, parse_resolver_address
 
 # libyaml's parser where PyYAML was built with it (its wheels are): ~20x faster on long lists
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+STR_TAG = "tag:yaml.org,2002:str"
+
+
+MAX_FILE_BYTES = 64 << 20
+MAX_TARGETS = 1_000_000
 
 
 class ConfigError(Exception):
@@ -99,6 +108,24 @@ TARGET_BOUND_FORMULA = (
 class Config:
     settings: Settings
     targets: tuple[Target, ...]
+    notes: tuple[str, ...] = ()  # what a user should know about the file (duplicates)
+
+    def deduplicated(self, name: str) -> Config:
+        """Each URL once (the first entry's service wins), with a note for the repeated ones."""
+        counts = Counter(t.url for t in self.targets)
+        repeated = [url for url, n in counts.items() if n > 1]
+        if not repeated:
+            return self
+        seen: set[str] = set()
+        unique = []
+        for t in self.targets:
+            if t.url not in seen:
+                seen.add(t.url)
+                unique.append(t)
+        shown = ", ".join(f"{url} ({counts[url]}x)" for url in repeated[:3])
+        more = f" and {len(repeated) - 3} more" if len(repeated) > 3 else ""
+        note = f"{name}: listed more than once, measured once: {shown}{more}"
+        return replace(self, targets=tuple(unique), notes=(*self.notes, note))
 
 
 def check_resolver(spec: str) -> str:
@@ -140,17 +167,37 @@ def shard(targets: tuple[Target, ...], index: int, count: int) -> tuple[Target, 
 
 
 def load(path: str | Path) -> Config:
-    """Read a targets.yaml or a Citizen Lab CSV (by extension, or by a `url,` header)."""
-    path = Path(path)
+    """Read a targets.yaml or a Citizen Lab CSV (by extension, or by a `url,` header); `-` is
+    standard input. Only regular files, of at most MAX_FILE_BYTES."""
+    text, name = _read(str(path))
+    if name.lower().endswith(".csv") or text.lstrip("\ufeff").startswith("url,"):
+        config = Config(Settings(), load_csv(text, name))
+    else:
+        config = load_yaml(text, name)
+    if len(config.targets) > MAX_TARGETS:
+        raise ConfigError(f"{name}: {len(config.targets)} targets, more than {MAX_TARGETS}")
+    return config.deduplicated(name)
+
+
+def _read(path: str) -> tuple[str, str]:
+    """The text of a targets file, and the name to give in errors."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if path == "-":
+            name, data = "<stdin>", sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        else:
+            name = path
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise ConfigError(f"{path}: not a regular file (give a file, or - for stdin)")
+            with open(path, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{name}: larger than {MAX_FILE_BYTES >> 20} MiB")
+    try:
+        return data.decode("utf-8"), name
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if path.suffix.lower() == ".csv" or text.lstrip("\ufeff").startswith("url,"):
-        return Config(Settings(), load_csv(text, str(path)))
-    return load_yaml(text, str(path))
+        raise ConfigError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def load_csv(text: str, name: str) -> tuple[Target, ...]:
@@ -192,9 +239,19 @@ def load_csv(text: str, name: str) -> tuple[Target, ...]:
 
 
 class _Walker:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, budget: int) -> None:
         self.name = name
         self._constructor = yaml.constructor.SafeConstructor()
+        # nodes it may visit: a file cannot hold more nodes than characters, so more means
+        # aliases expanding (a "billion laughs" file of 40 KB would list millions of targets)
+        self.budget = budget
+
+    def spend(self, node: yaml.Node, key: str, count: int) -> None:
+        self.budget -= count
+        if self.budget < 0:
+            raise self.fail(
+                node, key, "aliases expand to more entries than the file holds (an alias bomb?)"
+            )
 
     def fail(self, node: yaml.Node, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.name}:{node.start_mark.line + 1}: {key}: {message}")
@@ -202,10 +259,15 @@ class _Walker:
     def scalar(self, node: yaml.Node, key: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, key, "expected a single value, not a list or mapping")
+        self.spend(node, key, 1)
         return self._constructor.construct_object(node)
 
     def string(self, node: yaml.Node, key: str) -> str:
-        value = self.scalar(node, key)
+        if isinstance(node, yaml.ScalarNode) and node.tag == STR_TAG:
+            self.spend(node, key, 1)  # a string already: no constructor needed (long lists)
+            value: Any = node.value
+        else:
+            value = self.scalar(node, key)
         if not isinstance(value, str) or not value.strip():
             raise self.fail(node, key, f"expected a non-empty string, got {value!r}")
         return value.strip()
@@ -213,6 +275,7 @@ class _Walker:
     def mapping(self, node: yaml.Node, key: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
         if not isinstance(node, yaml.MappingNode):
             raise self.fail(node, key, "expected a mapping (key: value)")
+        self.spend(node, key, len(node.value))
         out = []
         seen: set[str] = set()
         for k, v in node.value:
@@ -228,6 +291,7 @@ class _Walker:
     def sequence(self, node: yaml.Node, key: str) -> list[yaml.Node]:
         if not isinstance(node, yaml.SequenceNode):
             raise self.fail(node, key, "expected a list")
+        self.spend(node, key, len(node.value))
         return list(node.value)
 
 
@@ -242,7 +306,7 @@ def load_yaml(text: str, name: str) -> Config:
         raise ConfigError(f"{name}:{line}: not valid YAML: {problem}") from None
     if root is None:
         raise ConfigError(f"{name}:1: empty file, expected 'services:' and/or 'targets:'")
-    w = _Walker(name)
+    w = _Walker(name, len(text))
     settings = Settings()
     targets: list[Target] = []
     for key, knode, vnode in w.mapping(root, ""):

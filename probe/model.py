@@ -95,12 +95,12 @@ def url_parts(url: str) -> URLParts:
     """What the steps need of a URL, parsed once (every step of every target asks)."""
     parts = urlsplit(url)
     default = 443 if parts.scheme == "https" else 80
-    host = parts.hostname or ""
+    host, port = parts.hostname or "", parts.port  # properties that parse again on each call
     netloc = f"[{host}]" if ":" in host else host
-    if parts.port and parts.port != default:
-        netloc = f"{netloc}:{parts.port}"
+    if port and port != default:
+        netloc = f"{netloc}:{port}"
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return URLParts(parts.scheme, host, parts.port or default, path, netloc)
+    return URLParts(parts.scheme, host, port or default, path, netloc)
 
 
 def check_host(host: str, where: str) -> str:

@@ -44,6 +44,8 @@ def family(address: str) -> int:
 
 
 def is_ip_literal(host: str) -> bool:
+    if ":" not in host and not host[-1:].isdigit():
+        return False  # the common case, a name, without an exception's cost
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -79,8 +79,8 @@ def add_parser(sub: Subcommands) -> None:
         "--budget",
         type=float,
         metavar="S",
-        help="stop after S seconds and report what was not measured (default: "
-        "enough for every target's full bound)",
+        help="stop S seconds after the start (reading the targets included) and report what "
+        "was not measured (default: enough for every target's full bound)",
     )
     check.add_argument("--format", choices=FORMATS, default="table", help="output format")
     check.add_argument("--output", metavar="FILE", help="write the output here instead of stdout")
@@ -109,14 +109,18 @@ def resolve_config(args: argparse.Namespace) -> Config:
             targets.append(Target.parse(text))
         except ValueError as exc:
             raise ConfigError(f"argument {i + 1}: {exc}") from None
-    return configure(Config(config.settings, tuple(targets)), args)
+    config = Config(config.settings, tuple(targets), config.notes)
+    return configure(config.deduplicated("the command line"), args)
 
 
 def command(args: argparse.Namespace) -> int:
+    began = time.monotonic()  # --budget counts from here: loading a long list is part of it
     try:
         config = resolve_config(args)
     except ConfigError as exc:
         return fail(str(exc), EXIT_CONFIG)
+    for note in config.notes:
+        print(f"censorprobe: {note}", file=sys.stderr)
     if args.budget is not None and not 0 < args.budget < float("inf"):
         return fail("--budget must be a positive number of seconds", EXIT_USAGE)
     if args.push_gateway and not args.push_gateway.startswith(("http://", "https://")):
@@ -146,7 +150,8 @@ def command(args: argparse.Namespace) -> int:
             if args.output:
                 closing.callback(stream.close)
             output.start()
-            ended = run(_measure(config, args.budget, on_result, progress))
+            budget = None if args.budget is None else args.budget - (time.monotonic() - began)
+            ended = run(_measure(config, budget, on_result, progress))
             output.finish(time.time(), ended)
             stream.flush()
     except ConfigError as exc:

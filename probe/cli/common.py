@@ -161,7 +161,7 @@ def configure(config: Config, args: argparse.Namespace) -> Config:
             targets = shard(targets, *parse_shard(args.shard))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    return Config(settings, targets)
+    return Config(settings, targets, config.notes)
 
 
 def listen_address(text: str) -> tuple[str, int]:

@@ -82,6 +82,8 @@ def serve_command(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
+    if args.targets == "-":
+        return fail("serve --targets: give a file (serve reloads it when it changes)", EXIT_USAGE)
     try:
         host, port = listen_address(args.listen)
         daemon = Daemon(

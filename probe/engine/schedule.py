@@ -104,9 +104,11 @@ async def run(
     count: int,
     budget: float | None = None,
     stop: asyncio.Event | None = None,
+    report_unmeasured: bool = True,
 ) -> str | None:
     """Measure every target with `concurrency` workers, handing each result (with the target's
-    index) to `on_result` as it finishes; returns why the run ended early, if it did."""
+    index) to `on_result` as it finishes; returns why the run ended early, if it did, after
+    reporting what was not measured (unless told not to: a daemon keeps its last results)."""
     s = rt.settings
     budget = budget if budget is not None else default_budget(s, count)
     queue = enumerate(targets)
@@ -125,10 +127,10 @@ async def run(
     try:
         everything = asyncio.ensure_future(_all(workers))
         done, _ = await asyncio.wait(
-            [everything, stopper], timeout=budget, return_when=asyncio.FIRST_COMPLETED
+            [everything, stopper], timeout=max(0.0, budget), return_when=asyncio.FIRST_COMPLETED
         )
         if everything not in done:
-            ended = "interrupted" if stopper in done else f"the run's budget of {budget:g}s ran out"
+            ended = "interrupted" if stopper in done else "the run's budget ran out"
         else:
             everything.result()  # a bug, or the front end's callback failing: raise it
     finally:
@@ -136,7 +138,7 @@ async def run(
         for w in workers:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-    if ended is not None:
+    if ended is not None and report_unmeasured:
         why = f"not measured: {ended}"
         for i, target in sorted(current.items()):
             on_result(i, unmeasured(target, why, s))

@@ -62,6 +62,8 @@ class Daemon:
         self.configure = configure
         self.probe_targets = probe_targets
         self.config = configure(load(targets_path))  # a broken file at start is fatal
+        for note in self.config.notes:
+            log.warning("%s", note)
         self.urls = {t.url for t in self.config.targets}
         s = self.config.settings
         self.collector = ResultsCollector(s.vantage, s.country)
@@ -124,6 +126,8 @@ class Daemon:
             log.error("targets not reloaded, keeping %d targets: %s", len(self.config.targets), exc)
             return
         self.config, self._runtime = config, runtime
+        for note in config.notes:
+            log.warning("%s", note)
         if self._any is not None:
             self._any = runtime.under(AddressPolicy(config.settings.public_ranges))
         self.urls = {t.url for t in config.targets}
@@ -174,6 +178,7 @@ class Daemon:
                     self._record,
                     count=len(config.targets),
                     stop=self.stop,
+                    report_unmeasured=False,
                 )
             except Exception:  # a bug: log it, keep the daemon and its last results
                 log.exception("round %d failed", self.rounds)
