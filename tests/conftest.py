@@ -1,4 +1,5 @@
-"""Fixtures shared by every test layer: a test CA and its certificates."""
+"""Fixtures shared by every test layer: a test CA and its certificates; and the one way a test
+says that this machine lacks what it needs (a skip here, a failure in CI)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,37 @@ import os
 import shutil
 import socket
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import trustme
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def in_ci() -> bool:
+    """Any truthy CI variable (1, true, True, yes…), as CI services set it."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def lacking(reason: str) -> NoReturn:
+    """The machine lacks what the test needs: skipped with the reason, but in CI, where
+    `.ci/run` must provide everything, a failure."""
+    if in_ci():
+        pytest.fail(f"{reason} — in CI every test must run: .ci/run must provide it")
+    pytest.skip(reason)
+
+
+def shared_data() -> Path:
+    """`../shared/data` (real public data: test lists, fingerprints), which tests read in place."""
+    if not SHARED_DATA.is_dir():
+        lacking(f"needs the shared data at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def require_root(why: str) -> None:
+    if os.geteuid() != 0:
+        lacking(f"needs root to {why}")
 
 
 @pytest.fixture(scope="session")
@@ -26,13 +53,10 @@ def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def require_tool(name: str) -> str:
-    """The path of a tool a test needs: skipped where missing, but a failure in CI (CI=true),
-    where .ci/run installs it."""
+    """The path of a tool a test needs (see `lacking`)."""
     path = shutil.which(name)
     if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is missing in CI: .ci/run must install it")
-        pytest.skip(f"needs {name}")
+        lacking(f"needs {name}")
     return path
 
 

@@ -20,6 +20,7 @@ from probe.config import (
     parse_shard,
     shard,
 )
+from probe.httpd import CLIENT_TIMEOUT, MAX_CONNECTIONS
 
 T = TypeVar("T")
 
@@ -72,6 +73,28 @@ def network_flags(p: argparse.ArgumentParser) -> None:
         help="one network wait: a connect, a handshake, the first byte of an answer (default "
         f"10); a target's deadline is {DEADLINE_FORMULA}",
     )
+
+
+def max_connections_flag(p: argparse.ArgumentParser) -> None:
+    """The servers' bound on open connections."""
+    p.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=MAX_CONNECTIONS,
+        metavar="N",
+        help=f"connections open at once (default {MAX_CONNECTIONS}); when full, the one idle "
+        f"longest is closed; an idle one is closed after {CLIENT_TIMEOUT:g} s",
+    )
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not positive")
+    return value
 
 
 def measure_flags(p: argparse.ArgumentParser) -> None:

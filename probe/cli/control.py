@@ -12,6 +12,7 @@ from probe.cli.common import (
     Subcommands,
     fail,
     listen_address,
+    max_connections_flag,
     network_flags,
     overrides,
     run_server,
@@ -40,6 +41,7 @@ def add_parser(sub: Subcommands) -> None:
         "--token", metavar="T", help="require this bearer token (or CENSORPROBE_CONTROL_TOKEN)"
     )
     network_flags(ctl)
+    max_connections_flag(ctl)
     ctl.add_argument(
         "--concurrency",
         type=int,
@@ -65,5 +67,12 @@ def command(args: argparse.Namespace) -> int:
     return run_server(
         "control",
         args.listen,
-        server.serve(settings, host, port, token=token, concurrency=args.concurrency),
+        server.serve(
+            settings,
+            host,
+            port,
+            token=token,
+            concurrency=args.concurrency,
+            max_connections=args.max_connections,
+        ),
     )

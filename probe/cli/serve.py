@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from probe.cli.common import (
     configure,
     fail,
     listen_address,
+    max_connections_flag,
     measure_flags,
     run_server,
 )
@@ -54,6 +56,13 @@ def add_parsers(sub: Subcommands) -> None:
         "--data-dir", metavar="DIR", help="append every measurement to DIR/results-DAY.N.jsonl"
     )
     serve.add_argument(
+        "--token",
+        metavar="T",
+        help="require this bearer token on /probe, /results and /result (or "
+        "CENSORPROBE_SERVE_TOKEN); /metrics, /healthz, /readyz and the status page stay open",
+    )
+    max_connections_flag(serve)
+    serve.add_argument(
         "--probe-targets",
         choices=("listed", "any"),
         default="listed",
@@ -87,7 +96,12 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         host, port = listen_address(args.listen)
         daemon = Daemon(
-            args.targets, lambda config: configure(config, args), args.data_dir, args.probe_targets
+            args.targets,
+            lambda config: configure(config, args),
+            args.data_dir,
+            args.probe_targets,
+            token=args.token or os.environ.get("CENSORPROBE_SERVE_TOKEN"),
+            max_connections=args.max_connections,
         )
     except ConfigError as exc:
         return fail(str(exc), EXIT_CONFIG)

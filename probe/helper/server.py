@@ -31,7 +31,7 @@ from aiohttp import web
 from probe.config import Settings
 from probe.engine import flow
 from probe.engine.runtime import Runtime
-from probe.httpd import authorised, listen
+from probe.httpd import BODY_TIMEOUT, MAX_CONNECTIONS, Guard, authorised, serving
 from probe.measure import tls
 from probe.model import (
     CONTROL_API_VERSION,
@@ -95,10 +95,13 @@ class ControlService:
         if not authorised(request, self.token):
             return _error(401, "missing or wrong bearer token")
         try:
-            doc = json.loads(await request.read())
-            asked, target = ControlRequest.parse(doc)
+            async with asyncio.timeout(BODY_TIMEOUT):
+                body = await request.read()
+            asked, target = ControlRequest.parse(json.loads(body))
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"request larger than {MAX_REQUEST_BYTES} bytes")
+        except TimeoutError:
+            return _error(408, f"the request's body took longer than {BODY_TIMEOUT:g}s")
         except RecursionError:
             return _error(400, "the JSON is nested too deeply")
         except (ValueError, UnicodeDecodeError) as exc:
@@ -155,22 +158,19 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def serve(
-    settings: Settings, host: str, port: int, *, token: str | None, concurrency: int
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    token: str | None,
+    concurrency: int,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> None:
     """Run the helper until SIGINT or SIGTERM."""
     service = ControlService(settings, token=token, concurrency=concurrency)
-    app_runner = web.AppRunner(service.app(), handle_signals=False)
-    await app_runner.setup()
-    try:
-        await listen(web.TCPSite(app_runner, host, port))
-    except BaseException:
-        await app_runner.cleanup()
-        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
+    async with serving(service.app(), host, port, Guard(max_connections)):
         await stop.wait()
-    finally:
-        await app_runner.cleanup()

@@ -19,12 +19,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from aiohttp import web
-
 from probe.config import Config, ConfigError, load
 from probe.engine import schedule
 from probe.engine.runtime import Runtime
-from probe.httpd import listen
+from probe.httpd import MAX_CONNECTIONS, Guard, serving
 from probe.model import Result, Target
 from probe.policy import AddressPolicy
 from probe.serve.archive import Archive
@@ -56,8 +54,14 @@ class Daemon:
         configure: Callable[[Config], Config],
         data_dir: str | None,
         probe_targets: str = "listed",
+        *,
+        token: str | None = None,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        """`configure` applies the command line to a freshly loaded targets file."""
+        """`configure` applies the command line to a freshly loaded targets file; `token`, when
+        set, guards /probe, /results and /result."""
+        self.token = token
+        self.max_connections = max_connections
         self.targets_path = Path(targets_path)
         self.configure = configure
         self.probe_targets = probe_targets
@@ -210,24 +214,21 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
-        app_runner = web.AppRunner(make_app(self), handle_signals=False, access_log=None)
         try:
-            await app_runner.setup()
-            await listen(web.TCPSite(app_runner, host, port))
-            log.info(
-                "serving %d targets on http://%s:%d/ every %.0fs",
-                len(self.config.targets),
-                host,
-                port,
-                s.interval,
-            )
-            watcher = asyncio.ensure_future(self._watch())
-            try:
-                await self._rounds()
-            finally:
-                watcher.cancel()
+            async with serving(make_app(self), host, port, Guard(self.max_connections)):
+                log.info(
+                    "serving %d targets on http://%s:%d/ every %.0fs",
+                    len(self.config.targets),
+                    host,
+                    port,
+                    s.interval,
+                )
+                watcher = asyncio.ensure_future(self._watch())
+                try:
+                    await self._rounds()
+                finally:
+                    watcher.cancel()
         finally:
-            await app_runner.cleanup()
             if self.archive is not None:
                 with contextlib.suppress(OSError):
                     self.archive.close()

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from probe.engine import schedule
 from probe.engine.runtime import Runtime
+from probe.httpd import authorised
 from probe.model import Result, Target
 from probe.serve import statuspage
 from probe.serve.metrics import ResultsCollector, render
@@ -50,6 +51,7 @@ class Source(Protocol):
     """What the endpoints read: the daemon's latest state."""
 
     collector: ResultsCollector
+    token: str | None  # guards /probe, /results and /result when set
 
     @property
     def runtime(self) -> Runtime: ...
@@ -78,7 +80,14 @@ def make_app(source: Source, *, probe_slots: int = 4) -> web.Application:
             headers["Content-Encoding"] = "gzip"
         return web.Response(body=await exposition.body(gzipped), headers=headers)
 
+    def refused(request: web.Request) -> web.Response | None:
+        if authorised(request, source.token):
+            return None
+        return web.Response(status=401, text="missing or wrong bearer token\n")
+
     async def probe(request: web.Request) -> web.Response:
+        if denied := refused(request):
+            return denied
         try:
             target = Target.parse(request.query.get("target", ""))
         except ValueError as exc:
@@ -128,6 +137,8 @@ def make_app(source: Source, *, probe_slots: int = 4) -> web.Application:
         return list(source.collector.latest.values())
 
     async def results(request: web.Request) -> web.Response:
+        if denied := refused(request):
+            return denied
         service = request.query.get("service")
         verdict = request.query.get("verdict")
         chosen = [
@@ -140,6 +151,8 @@ def make_app(source: Source, *, probe_slots: int = 4) -> web.Application:
         return web.json_response({"vantage": s.vantage, "country": s.country, "results": chosen})
 
     async def result(request: web.Request) -> web.Response:
+        if denied := refused(request):
+            return denied
         found = source.collector.latest.get(request.query.get("url", ""))
         if found is None:
             return web.json_response({"error": "no result for that url"}, status=404)

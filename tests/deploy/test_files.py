@@ -59,6 +59,9 @@ def test_kustomize_renders_the_central_side_and_a_vantage() -> None:
     assert set(docs) >= {"StatefulSet", "ConfigMap", "PodMonitor", "Namespace"}
     probe = docs["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]
     assert probe["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # not ready while the archive cannot be written; restarted only when not alive
+    assert probe["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert probe["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert '--shard "${HOSTNAME##*-}/$SHARDS"' in probe["args"][0]
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from probe.lab import demo, topology
 from probe.lab import scenarios as lab
-from tests.conftest import free_port, require_tool
+from tests.conftest import free_port, lacking, require_root, require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 TAG = "censorprobe:test"
@@ -30,11 +30,8 @@ def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 def image() -> str:
     require_tool("docker")
     if docker("info").returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("no Docker engine in CI: .ci/run must start dockerd")
-        pytest.skip("no Docker engine running (start dockerd)")
-    if os.geteuid() != 0:
-        pytest.skip("building the base image with debootstrap needs root")
+        lacking("needs a running Docker engine (start dockerd)")
+    require_root("build the base image with debootstrap")
     built = subprocess.run(
         [str(REPO / "deploy" / "build-image"), TAG],
         capture_output=True,

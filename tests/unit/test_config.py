@@ -18,7 +18,7 @@ from probe.config import (
     parse_shard,
     shard,
 )
-from tests.conftest import SHARED
+from tests.conftest import shared_data
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -125,7 +125,7 @@ def test_broken_yaml_names_file_line_and_key(text: str, message: str) -> None:
 
 
 def test_citizen_lab_csv_is_a_targets_file() -> None:
-    config = load(SHARED / "test-lists" / "global.csv")
+    config = load(shared_data() / "test-lists" / "global.csv")
     urls = {t.url: t for t in config.targets}
     assert len(config.targets) > 1000
     assert urls["https://www.clubhouse.com/"].category == "GRP"
@@ -167,7 +167,7 @@ def test_any_text_is_parsed_or_refused_with_a_config_error(text: str) -> None:
 
 def test_shards_split_a_list_without_overlap_and_stay_put() -> None:
     """`--shard i/n`: every target in exactly one shard, the same one on every replica."""
-    targets = load(SHARED / "test-lists" / "global.csv").targets
+    targets = load(shared_data() / "test-lists" / "global.csv").targets
     shards = [shard(targets, i, 3) for i in range(3)]
     assert sorted(t.url for s in shards for t in s) == sorted(t.url for t in targets)
     assert all(len(s) > len(targets) / 4 for s in shards)  # roughly even
@@ -176,3 +176,72 @@ def test_shards_split_a_list_without_overlap_and_stay_put() -> None:
     for bad in ("3/3", "a/2", "1", "-1/2"):
         with pytest.raises(ValueError, match="expected i/n"):
             parse_shard(bad)
+
+
+def test_not_a_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    """`--targets /dev/zero` would read forever: only regular files (or - for stdin)."""
+    with pytest.raises(ConfigError, match="/dev/zero: not a regular file"):
+        load("/dev/zero")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "missing.yaml")
+
+
+def test_an_alias_bomb_is_refused_naming_the_line(tmp_path: Path) -> None:
+    """A few KB of YAML whose aliases would list millions of targets."""
+    urls = ", ".join(f"https://x{i}.example/" for i in range(100))
+    services = "".join(f"  - {{name: s{i}, urls: *u}}\n" for i in range(200))
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(f"services:\n  - name: first\n    urls: &u [{urls}]\n{services}")
+    with pytest.raises(ConfigError, match=r"bomb.yaml:3: services\[\d+\]\.urls.*: aliases expand"):
+        load(bomb)
+
+
+def test_an_alias_used_a_few_times_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "services:\n  - name: a\n    urls: &u [https://a.example/, https://b.example/]\n"
+        "  - name: b\n    urls: *u\n"
+    )
+    config = load(path)
+    assert [t.url for t in config.targets] == ["https://a.example/", "https://b.example/"]
+    assert "listed more than once, measured once" in config.notes[0]  # b's are a's
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "0", "-3", "true", "ten"])
+def test_numbers_must_be_finite_and_positive(value: str) -> None:
+    with pytest.raises(
+        ConfigError, match=r"t.yaml:2: settings.timeout: expected a positive number"
+    ):
+        load_yaml(f"settings:\n  timeout: {value}\ntargets: [{{url: a.example}}]\n", "t.yaml")
+
+
+@pytest.mark.parametrize("flag", ["timeout", "retry_pause", "interval", "stall_after"])
+def test_number_flags_refuse_nan_and_inf(flag: str) -> None:
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match=f"--{flag.replace('_', '-')}: expected a"):
+            override(Settings(), {flag: value})
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("https://" + "a" * 10_000 + ".example/", "longer than 2048"),
+        ("https://x.example:0/", "port 0"),
+        ("https://bad_host!.example/", "not a valid host name"),
+        ("https://-x.example/", "not a valid host name"),
+        ("https://x..example/", "not a valid host name"),
+    ],
+)
+def test_hosts_and_ports_are_checked(url: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        load_yaml(f"targets:\n  - url: {url}\n", "t.yaml")
+
+
+def test_a_url_listed_five_times_is_measured_once_with_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("targets:\n" + "  - url: https://a.example/\n" * 5)
+    config = load(path)
+    assert [t.url for t in config.targets] == ["https://a.example/"]
+    assert config.notes == (
+        f"{path}: listed more than once, measured once: https://a.example/ (5x)",
+    )
