@@ -62,6 +62,8 @@ class Injector:
         if len(packet) < 28 or packet[0] >> 4 != 4 or packet[9] != socket.IPPROTO_UDP:
             return None
         ihl = (packet[0] & 0x0F) * 4
+        if ihl < 20 or len(packet) < ihl + 8:  # no room for the UDP header it claims
+            return None
         src, dst = packet[12:16], packet[16:20]
         sport, dport = struct.unpack("!HH", packet[ihl : ihl + 4])
         if dport != 53:
