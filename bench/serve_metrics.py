@@ -7,8 +7,9 @@ Run as root (it brings the lab up and down): `sudo python3 bench/serve_metrics.p
 Results are recorded in bench/RESULTS.md.
 
 The quiet run scrapes /metrics every 0.1 s with one client until the round ends. With --clients
-or --probers, a second run has that many clients looping on /metrics, and on /probe for a listed
-URL, each one request at a time with no pause, and reports /metrics' latency under that load and
+or --probers, a second run has that many connections looping on /metrics, and on /probe for a
+listed URL, each one request at a time with no pause (wrk, from Debian's package: a client in C
+that is not itself the bottleneck), and reports /metrics' latency under that load, from wrk, and
 the round's time against the quiet round's.
 """
 
@@ -58,43 +59,61 @@ def targets(n: int, state: Path) -> Path:
     return path
 
 
-async def drive(clients: int, probers: int, pause: float, probe_url: str) -> None:
-    """Inside the vantage: loop on /metrics (and /probe) until SIGTERM; print the latencies."""
+async def drive() -> None:
+    """Inside the vantage: scrape /metrics every 0.1 s until SIGTERM; print the latencies."""
     import aiohttp
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     latencies: list[float] = []
-    sizes: list[int] = []
-
-    async def scrape(session: aiohttp.ClientSession) -> None:
+    size = 0
+    async with aiohttp.ClientSession(auto_decompress=False) as session:  # gzip, as Prometheus
         while not stop.is_set():
             start = time.perf_counter()
             async with session.get(f"{BASE}/metrics") as r:
-                body = await r.read()
+                size = len(await r.read())
             latencies.append((time.perf_counter() - start) * 1000)
-            sizes.append(len(body))
-            if pause:
-                await asyncio.sleep(pause)
+            await asyncio.sleep(0.1)
+    print(json.dumps({"latencies": latencies, "size": size}))
 
-    async def probe(session: aiohttp.ClientSession) -> None:
-        while not stop.is_set():
-            async with session.get(f"{BASE}/probe", params={"target": probe_url}) as r:
-                await r.read()
 
-    timeout = aiohttp.ClientTimeout(total=120)
-    connector = aiohttp.TCPConnector(limit=0)
-    # the raw (gzipped) body: the driver measures the server, not its own decompression
-    async with aiohttp.ClientSession(
-        timeout=timeout, connector=connector, auto_decompress=False
-    ) as session:
-        tasks = [asyncio.ensure_future(scrape(session)) for _ in range(clients)]
-        tasks += [asyncio.ensure_future(probe(session)) for _ in range(probers)]
-        await stop.wait()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    print(json.dumps({"latencies": latencies, "size": sizes[-1] if sizes else 0}))
+def wrk(connections: int, url: str) -> subprocess.Popen[str]:
+    """Connections looping on `url`, one request at a time each, until SIGINT."""
+    return subprocess.Popen(
+        topology.exec_argv(
+            "a",
+            [
+                "wrk",
+                "-t2",
+                f"-c{connections}",
+                "-d3600s",
+                "--latency",
+                "--timeout",
+                "30s",
+                "-H",
+                "Accept-Encoding: gzip",
+                url,
+            ],
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk_figures(out: str) -> dict[str, float]:
+    """wrk's summary: the requests made, and the latency percentiles in ms."""
+    figures: dict[str, float] = {}
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in ("50%", "90%", "99%"):
+            number = words[1].rstrip("mus")
+            figures["p" + words[0][:-1]] = float(number) * _UNITS[words[1][len(number) :]]
+        elif "requests in" in line:
+            figures["requests"] = float(words[0])
+    return figures
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -113,7 +132,7 @@ def healthz() -> str:
     return out.stdout
 
 
-def one_run(path: Path, state: Path, clients: int, probers: int, pause: float) -> dict[str, float]:
+def start_serve(path: Path, state: Path) -> subprocess.Popen[bytes]:
     log = state / "bench-serve.log"
     serve = subprocess.Popen(
         topology.exec_argv(
@@ -136,50 +155,47 @@ def one_run(path: Path, state: Path, clients: int, probers: int, pause: float) -
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),
     )
+    while not healthz().startswith("ok"):
+        time.sleep(0.2)
+    return serve
+
+
+def round_seconds(state: Path) -> float:
+    rounds = [x for x in (state / "bench-serve.log").read_text().splitlines() if "round 1:" in x]
+    return float(rounds[0].split(" in ")[1].split("s")[0]) if rounds else float("nan")
+
+
+def until_round_ends(serve: subprocess.Popen[bytes]) -> float:
+    """Wait for the first round to end; the peak RSS seen meanwhile (MiB)."""
+    rss = 0.0
+    while "the last took" not in healthz():
+        rss = max(rss, peak_rss_mib(serve.pid))
+        time.sleep(0.2)
+    return max(rss, peak_rss_mib(serve.pid))
+
+
+def quiet_run(path: Path, state: Path) -> dict[str, float]:
+    serve = start_serve(path, state)
     try:
-        while not healthz().startswith("ok"):
-            time.sleep(0.2)
-        probe_url = lab.by_technique("none").url.rstrip("/") + "/p0"
         driver = subprocess.Popen(
-            topology.exec_argv(
-                "a",
-                [
-                    sys.executable,
-                    __file__,
-                    "--drive",
-                    "--clients",
-                    str(clients),
-                    "--probers",
-                    str(probers),
-                    "--pause",
-                    str(pause),
-                    "--probe-url",
-                    probe_url,
-                ],
-            ),
+            topology.exec_argv("a", [sys.executable, __file__, "--drive"]),
             stdout=subprocess.PIPE,
             text=True,
         )
-        rss = 0.0
-        while "the last took" not in healthz():
-            rss = max(rss, peak_rss_mib(serve.pid))
-            time.sleep(0.2)
+        rss = until_round_ends(serve)
         driver.send_signal(signal.SIGTERM)
         out, _ = driver.communicate(timeout=60)
-        rss = max(rss, peak_rss_mib(serve.pid))
     finally:
         serve.terminate()
         serve.wait(timeout=30)
     doc = json.loads(out)
     lat = sorted(doc["latencies"])
-    rounds = [line for line in log.read_text().splitlines() if "round 1:" in line]
-    seconds = float(rounds[0].split(" in ")[1].split("s")[0]) if rounds else float("nan")
     q = statistics.quantiles(lat, n=100) if len(lat) > 1 else lat * 99
     return {
-        "round": seconds,
+        "round": round_seconds(state),
         "scrapes": len(lat),
         "p50": q[49],
-        "p95": q[94],
+        "p90": q[89],
         "p99": q[98],
         "max": lat[-1],
         "size": doc["size"] / 1024,
@@ -187,10 +203,39 @@ def one_run(path: Path, state: Path, clients: int, probers: int, pause: float) -
     }
 
 
+def loaded_run(path: Path, state: Path, clients: int, probers: int) -> dict[str, float]:
+    serve = start_serve(path, state)
+    probe_url = lab.by_technique("none").url.rstrip("/") + "/p0"
+    try:
+        scrapers = wrk(clients, f"{BASE}/metrics")
+        probing = wrk(probers, f"{BASE}/probe?target={probe_url}") if probers else None
+        rss = until_round_ends(serve)
+        for load in (scrapers, probing):
+            if load is not None:
+                load.send_signal(signal.SIGINT)
+        out, _ = scrapers.communicate(timeout=60)
+        if probing is not None:
+            probing.communicate(timeout=60)
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+    figures = wrk_figures(out)
+    return {
+        "round": round_seconds(state),
+        "scrapes": figures.get("requests", 0.0),
+        "p50": figures["p50"],
+        "p90": figures["p90"],
+        "p99": figures["p99"],
+        "max": float("nan"),
+        "size": float("nan"),
+        "rss": rss,
+    }
+
+
 def show(name: str, f: dict[str, float], n: int) -> None:
     print(
         f"{name:28} round {f['round']:6.1f} s ({n / f['round']:4.0f} targets/s) · /metrics "
-        f"{f['scrapes']:.0f} scrapes: p50 {f['p50']:6.1f} ms  p95 {f['p95']:6.1f} ms  "
+        f"{f['scrapes']:.0f} scrapes: p50 {f['p50']:6.1f} ms  p90 {f['p90']:6.1f} ms  "
         f"p99 {f['p99']:6.1f} ms  max {f['max']:6.1f} ms · {f['size']:.0f} KiB · "
         f"peak RSS {f['rss']:.0f} MiB"
     )
@@ -202,20 +247,18 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=0, help="clients looping on /metrics")
     parser.add_argument("--probers", type=int, default=0, help="clients looping on /probe")
     parser.add_argument("--drive", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--pause", type=float, default=0.1, help=argparse.SUPPRESS)
-    parser.add_argument("--probe-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
-        asyncio.run(drive(args.clients, args.probers, args.pause, args.probe_url))
+        asyncio.run(drive())
         return
     topology.up()
     state = topology.state_dir()
     path = targets(args.targets, state)
     try:
-        quiet = one_run(path, state, 1, 0, 0.1)
+        quiet = quiet_run(path, state)
         show("quiet (1 client, 0.1 s apart)", quiet, args.targets)
         if args.clients or args.probers:
-            loaded = one_run(path, state, args.clients, args.probers, 0.0)
+            loaded = loaded_run(path, state, args.clients, args.probers)
             show(f"{args.clients} on /metrics, {args.probers} on /probe", loaded, args.targets)
             print(f"round time under load: {loaded['round'] / quiet['round']:.2f}x the quiet one")
     finally:

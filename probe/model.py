@@ -318,6 +318,8 @@ class Diagnosis:
     summary: str  # the key evidence in a few words, for tables
     attempts: int = 1  # measurements made of the target
     agreed: int = 1  # how many of them gave this verdict
+    # blockpage fingerprints that matched but did not count, each "name (source): why"
+    ignored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +419,7 @@ class Result:
             "finished": self.finished,
             "attempts": d.attempts,
             "agreed": d.agreed,
+            "fingerprints_ignored": list(d.ignored),
             "evidence": {"probe": convert(m), "control": convert(self.control)},
             "timings": dict(m.timings),
         }

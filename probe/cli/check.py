@@ -38,6 +38,7 @@ from probe.config import (
 from probe.engine import schedule
 from probe.engine.runtime import Runtime
 from probe.model import Result, Target
+from probe.verdict.judge import CONTROL_MATCHES_TOO
 from probe.vocabulary import Verdict
 
 EPILOG = f"""\
@@ -92,6 +93,12 @@ def add_parser(sub: Subcommands) -> None:
     check.add_argument(
         "--push-gateway", metavar="URL", help="also push the metrics to a Prometheus Pushgateway"
     )
+    check.add_argument(
+        "--fingerprints-report",
+        action="store_true",
+        help="at the end, list on stderr the blockpage fingerprints that matched pages the "
+        "control received too (false positives of a shared list: report them upstream)",
+    )
     check.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
 
 
@@ -137,10 +144,15 @@ def command(args: argparse.Namespace) -> int:
     if export:
         exported.start()
     verdicts: Counter[Verdict] = Counter()
+    false_positives: dict[str, list[str]] = {}
 
     def on_result(index: int, result: Result) -> None:
         output.add(index, result)
         verdicts[result.verdict] += 1
+        for ignored in result.diagnosis.ignored:
+            fingerprint, _, why = ignored.rpartition(": ")
+            if why == CONTROL_MATCHES_TOO:
+                false_positives.setdefault(fingerprint, []).append(result.measurement.target.url)
         if export:
             exported.add(index, result)
         progress.update(result)
@@ -163,6 +175,8 @@ def command(args: argparse.Namespace) -> int:
     progress.finish()
     if export and _export(args, exported) != 0:
         return EXIT_USAGE
+    if args.fingerprints_report:
+        print(fingerprints_report(false_positives), file=sys.stderr, end="")
     if ended:
         print(f"censorprobe: run ended early: {ended}", file=sys.stderr)
     if ended == "interrupted":
@@ -202,6 +216,16 @@ def _export(args: argparse.Namespace, exported: PrometheusOutput) -> int:
         what = getattr(exc, "strerror", None) or exc
         return fail(f"cannot export metrics: {what}", EXIT_USAGE)
     return 0
+
+
+def fingerprints_report(false_positives: dict[str, list[str]]) -> str:
+    if not false_positives:
+        return "fingerprints: none matched a page the control received too\n"
+    lines = ["fingerprints that matched pages the control received too (report them upstream):"]
+    for fingerprint, urls in sorted(false_positives.items()):
+        shown = ", ".join(urls[:5]) + (f" and {len(urls) - 5} more" if len(urls) > 5 else "")
+        lines.append(f"  {fingerprint}: {len(urls)} page(s): {shown}")
+    return "\n".join(lines) + "\n"
 
 
 def exit_code(verdicts: Counter[Verdict]) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin
 
@@ -164,7 +164,8 @@ class _Flow:
         return list(await asyncio.gather(*queries))
 
     def choose(self, addresses: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
-        """The addresses to connect to: the policy's refusals noted, at most `max_addresses`."""
+        """The addresses to connect to, then the `extra` ones not among them: the policy's
+        refusals noted, at most `max_addresses` of each."""
         allows = self.rt.policy.allows
         refused = sorted({a for a in [*addresses, *extra] if not allows(a)})
         if refused:
@@ -180,9 +181,12 @@ class _Flow:
 
     # --- TCP and TLS ------------------------------------------------------------------------
 
-    async def reach(self, url: str, addresses: Sequence[str]) -> _Reach:
+    async def reach(
+        self, url: str, addresses: Sequence[str], fallback: Collection[str] = ()
+    ) -> _Reach:
         """Connect to every address at once (and shake hands for https); keep the first
-        connection that works in each family open, for HTTP to ride on."""
+        connection that works in each family open, for HTTP to ride on — one to a `fallback`
+        address (the vantage's, which the control checks) only where no other worked."""
         parts = url_parts(url)
         out = _Reach()
         if len(addresses) == 1:  # the common case, without the machinery of several
@@ -200,22 +204,33 @@ class _Flow:
             for a in addresses
         ]
         checks = []
+        spare: dict[int, Connection] = {}  # the first fallback connection of each family
         try:
             for done in asyncio.as_completed(tasks):
                 opened = await done
                 conn = opened.conn
-                if conn is not None and family(conn.address) not in out.carriers:
-                    out.carriers[family(conn.address)] = conn
-                elif conn is not None:
-                    await conn.close()
+                if conn is not None:
+                    fam = family(conn.address)
+                    keep = spare if conn.address in fallback else out.carriers
+                    if fam in keep:
+                        await conn.close()
+                    else:
+                        keep[fam] = conn
                 if opened.tls is not None and opened.tls.failure in SNI_CHECK_AFTER:
                     checks.append(self._sni_check(opened.tls))
             out.sni_check = list(await asyncio.gather(*checks))
         except BaseException:
             for task in tasks:
                 task.cancel()
+            for conn in spare.values():
+                await conn.close()
             await out.close()
             raise
+        for fam, conn in spare.items():
+            if fam in out.carriers:
+                await conn.close()
+            else:
+                out.carriers[fam] = conn
         for task in tasks:  # the evidence in the order of the addresses
             opened = task.result()
             out.tcp.append(opened.tcp)
@@ -379,7 +394,7 @@ async def measure(
 
     picked = flow.choose(addresses, extra_addresses)
     t1 = time.perf_counter()
-    reach = await flow.reach(target.url, picked)
+    reach = await flow.reach(target.url, picked, fallback=set(extra_addresses) - set(addresses))
     timings[Step.TCP_TLS] = time.perf_counter() - t1
     if reach.sni_check:
         timings[Step.SNI_CHECK] = max(t.elapsed for t in reach.sni_check)

@@ -52,8 +52,8 @@ def _judge(
     try:
         return judge(m, control, rt.fingerprints, s.public_ranges), control
     except Exception as exc:
-        if control is None or control.measurement is None:
-            raise
+        if control is None:
+            raise  # a bug of the verdict's own
         unusable = Control(error=f"unusable answer: {describe(exc)}")
         return judge(m, unusable, rt.fingerprints, s.public_ranges), unusable
 
@@ -68,7 +68,7 @@ async def measure_and_judge(
     asked: list[asyncio.Task[Control]] = []
 
     def ask_control(addresses: list[str]) -> None:
-        if s.control and not asked:
+        if s.control:  # asked by the first measurement only
             asked.append(asyncio.ensure_future(ask(rt, target, addresses, seconds)))
 
     try:

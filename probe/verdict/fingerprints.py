@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -27,6 +28,11 @@ class Fingerprint:
     pattern: str
     scope: str = ""
     countries: str = ""
+    source: str = "built-in"  # the file or URL it came from, to report a false positive upstream
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.source})"
 
     @cached_property
     def _regexp(self) -> re.Pattern[str] | None:
@@ -68,6 +74,13 @@ BUILTIN = (
     ),
     Fingerprint(
         "builtin.ru_rkn_registry", "body", "contains", "http://eais.rkn.gov.ru/", countries="RU"
+    ),
+    Fingerprint(  # the words most Russian ISPs' blockpages open with
+        "builtin.ru_access_restricted",
+        "body",
+        "contains",
+        "Доступ к информационному ресурсу ограничен",
+        countries="RU",
     ),
     Fingerprint(
         "builtin.ir_peyvandha", "body", "contains", 'src="http://10.10.34.3', countries="IR"
@@ -126,6 +139,7 @@ def parse_csv(text: str, source: str) -> tuple[Fingerprint, ...]:
                 pattern,
                 (row.get("scope") or "").strip(),
                 (row.get("expected_countries") or "").strip(),
+                source,
             )
             if ptype == "regexp":
                 try:
@@ -139,24 +153,23 @@ def parse_csv(text: str, source: str) -> tuple[Fingerprint, ...]:
 
 
 def match_http(
-    fingerprints: tuple[Fingerprint, ...], h: HTTPObservation
-) -> tuple[Fingerprint, str] | None:
-    """The first fingerprint that matches the page or a redirect on the way, and where."""
+    fingerprints: Iterable[Fingerprint], h: HTTPObservation
+) -> Iterator[tuple[Fingerprint, str]]:
+    """Every fingerprint that matches the page or a redirect on the way, and where."""
     for fp in fingerprints:
         if fp.scope == "fp" or fp.location == "dns":
             continue
         if fp.location == "body":
             if h.body_sample and fp.matches(h.body_sample):
-                return fp, "body"
+                yield fp, "body"
             continue
         header = fp.location.removeprefix("header.")
         values = [hop.location for hop in h.hops if header == "location" and hop.location]
         if header in h.headers:
             values.append(h.headers[header])
-        for value in values:
-            if fp.matches(value):
-                return fp, f"{header}: {value[:80]}"
-    return None
+        where = next((v for v in values if fp.matches(v)), None)
+        if where is not None:
+            yield fp, f"{header}: {where[:80]}"
 
 
 def match_dns(fingerprints: tuple[Fingerprint, ...], address: str) -> Fingerprint | None:

@@ -25,17 +25,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from urllib.parse import urlsplit
+from dataclasses import replace
 
 from probe.model import (
     Blocking,
     Control,
     Diagnosis,
     DNSObservation,
+    Hop,
     HTTPObservation,
     Measurement,
+    Target,
     TCPObservation,
     TLSObservation,
+    url_parts,
 )
 from probe.policy import is_special
 from probe.verdict.fingerprints import BUILTIN, Fingerprint, match_dns, match_http
@@ -46,11 +49,12 @@ F = Failure
 DNS_FAILURES = (F.NXDOMAIN, F.SERVFAIL, F.REFUSED, F.NO_ANSWER, F.TIMEOUT)
 TCP_FAILURES = (F.TIMEOUT, F.RESET, F.REFUSED, F.UNREACHABLE)
 TLS_FAILURES = (F.RESET, F.TIMEOUT, F.EOF, F.ALERT)
-HTTP_FAILURES = (F.RESET, F.TIMEOUT, F.EOF)
+HTTP_FAILURES = (F.RESET, F.TIMEOUT, F.EOF, F.STALL)
 BODY_PROPORTION = 0.7  # OONI's threshold for "the same page"
 THROTTLE_RATIO = 0.1
 THROTTLE_CEILING = 250_000.0  # bytes/s (2 Mbit/s)
 THROTTLE_MIN_BYTES = 32_768
+CONTROL_MATCHES_TOO = "the control's page matches it too"
 SITE_STATUSES = {
     403: "forbids this client (geoblocking by the site?)",
     429: "rate-limits this client",
@@ -74,18 +78,22 @@ class _Context:
         self.c = control.measurement if control is not None else None
         self.fingerprints = tuple(fingerprints)
         self.public_ranges = tuple(public_ranges)
+        self.ignored: list[str] = []  # fingerprints that matched but do not count, and why
 
     def control_missing(self) -> str:
-        if self.control is not None and self.control.error:
+        """Why the control did not decide it."""
+        if self.control is None:
+            return "a control (--control) is needed to tell censorship from an outage"
+        if self.c is None:
             return f"the control helper did not answer ({self.control.error})"
-        return "a control (--control) is needed to tell censorship from an outage"
+        return "what the control saw does not tell censorship from an outage here"
 
     def control_addresses(self) -> list[str]:
         return self.c.addresses() if self.c is not None else []
 
     def control_http_ok(self) -> HTTPObservation | None:
         h = self.c.http if self.c is not None else None
-        return h if h is not None and h.failure is None and h.status is not None else None
+        return h if h is not None and h.failure is None else None
 
     def genuine(self, address: str) -> bool:
         """A certificate valid for the host was seen at `address`, by the vantage or the control."""
@@ -94,23 +102,14 @@ class _Context:
             seen += self.control.validation
         if self.c is not None:
             seen += self.c.tls
-        return any(
-            t.address == address and t.sni == self.host and t.verified and t.failure is None
-            for t in seen
-        )
+        # `verified` says the handshake completed and validated the name it was given
+        return any(t.address == address and t.sni == self.host and t.verified for t in seen)
 
     def control_tcp(self, address: str) -> TCPObservation | None:
         return next((t for t in (self.c.tcp if self.c else ()) if t.address == address), None)
 
     def control_tls(self, address: str) -> TLSObservation | None:
-        return next(
-            (
-                t
-                for t in (self.c.tls if self.c else ())
-                if t.address == address and t.sni == self.host
-            ),
-            None,
-        )
+        return next((t for t in (self.c.tls if self.c else ()) if t.address == address), None)
 
 
 def judge(
@@ -121,7 +120,7 @@ def judge(
 ) -> Diagnosis:
     """The verdict for one measurement; see the module docstring for the rules."""
     x = _Context(m, control, fingerprints, public_ranges)
-    return (
+    d = (
         _dns_injection(x)
         or _dns(x)
         or _tcp(x)
@@ -129,6 +128,12 @@ def judge(
         or _http(x)
         or _reached(x)
         or _inconclusive(x)
+    )
+    if not x.ignored:
+        return d
+    why = "; ".join(x.ignored)
+    return replace(
+        d, explanation=f"{d.explanation} (fingerprint ignored: {why})", ignored=tuple(x.ignored)
     )
 
 
@@ -142,7 +147,8 @@ def _down(explanation: str, summary: str) -> Diagnosis:
 
 
 def _most_common(failures: Iterable[Failure | None]) -> Failure:
-    counts = Counter(f or F.UNKNOWN for f in failures)
+    """The failure most steps had (the first by name among equals)."""
+    counts = Counter(f for f in failures if f is not None)
     return max(sorted(counts), key=lambda f: counts[f])
 
 
@@ -208,7 +214,7 @@ def _dns_failure(
     resolvers: dict[str, list[DNSObservation]],
 ) -> Diagnosis | None:
     first = next((o for o in observations if o.qtype != "AAAA"), observations[0])
-    failure = first.failure or F.NO_ANSWER
+    failure = first.failure  # an observation without addresses always says why
     if failure not in DNS_FAILURES:
         return None
     answered_elsewhere = any(
@@ -246,7 +252,7 @@ def _dns_failure(
             f"{', '.join(control[:3])}",
             f"DNS {failure}; control resolves",
         )
-    c_failures = sorted({o.failure or F.NO_ANSWER for o in x.c.dns})
+    c_failures = sorted({str(o.failure) for o in x.c.dns})
     return _down(
         f"{x.host} does not resolve from the control either ({', '.join(c_failures)})",
         f"DNS {failure} everywhere",
@@ -254,7 +260,7 @@ def _dns_failure(
 
 
 def _dns_answer(x: _Context, resolver: str, addresses: list[str]) -> Diagnosis | None:
-    if any(x.genuine(a) for a in addresses) or x.c is None:
+    if any(x.genuine(a) for a in addresses):
         return None
     control = x.control_addresses()
     if not control:
@@ -292,7 +298,7 @@ def _tcp(x: _Context) -> Diagnosis | None:
     if not tcp or any(t.failure is None for t in tcp):
         return None
     failure = _most_common(t.failure for t in tcp)
-    if failure not in TCP_FAILURES or x.c is None:
+    if failure not in TCP_FAILURES:
         return None
     tried = [(t, x.control_tcp(t.address)) for t in tcp]
     reached = [t.address for t, c in tried if c is not None and c.failure is None]
@@ -316,7 +322,7 @@ def _tcp(x: _Context) -> Diagnosis | None:
 
 def _tls(x: _Context) -> Diagnosis | None:
     tls = x.m.tls
-    if x.m.target.scheme != "https" or not tls or any(t.failure is None for t in tls):
+    if not tls or any(t.failure is None for t in tls):
         return None
     failure = _most_common(t.failure for t in tls)
     if failure == F.INVALID_CERTIFICATE:
@@ -375,7 +381,7 @@ def _interception(x: _Context, tls: Sequence[TLSObservation]) -> Diagnosis | Non
     shown = f"issued by {cert.issuer} to {cert.subject}" if cert is not None else "unreadable"
     if x.c is None:
         return None
-    valid = [c for c in x.c.tls if c.failure is None and c.verified]
+    valid = [c for c in x.c.tls if c.verified]
     if valid:
         return _blocked(
             Layer.TLS,
@@ -400,32 +406,31 @@ def _http(x: _Context) -> Diagnosis | None:
     h = x.m.http
     if h is None:
         return None
-    found = match_http(x.fingerprints, h)
-    if found is not None:
-        fp, where = found
-        return _blocked(
-            Layer.HTTP,
-            Method.BLOCKPAGE,
-            f"GET {h.url} got a known blockpage ({fp.name}, matched in {where})"
-            f"{_after_redirects(h)}",
-            f"blockpage {fp.name}",
-        )
     control = x.control_http_ok()
+    blockpage = _blockpage(x, h, control)
+    if blockpage is not None:
+        return blockpage
     if h.failure is not None:
+        hop = _failed_hop(x, h)
+        if hop is not None:
+            return _hop(x, h, hop)
         if h.failure not in HTTP_FAILURES or x.c is None:
             return None
         if control is not None:
             return _blocked(
                 Layer.HTTP,
                 h.failure,
-                f"HTTP {h.failure} for GET {h.url} after the connection was set up; the "
-                f"control gets HTTP {control.status}",
-                f"HTTP {h.failure}; control loads",
+                f"HTTP {h.failure} for GET {_where(h)} {_what_arrived(h)}; the control gets "
+                f"HTTP {control.status} ({control.body_length} bytes)",
+                f"HTTP {h.failure}"
+                + (f" after {h.received} B" if h.received else "")
+                + "; control loads",
             )
-        c_http = x.c.http
-        if c_http is not None and c_http.failure is not None:
+        c_http = x.c.http  # here it failed, or the control would have loaded the page
+        if c_http is not None:
             return _down(
-                f"HTTP {h.failure} for GET {h.url}, and the control fails too ({c_http.failure})",
+                f"HTTP {h.failure} for GET {_where(h)}, and the control fails too "
+                f"({c_http.failure})",
                 f"HTTP {h.failure} everywhere",
             )
         return None
@@ -434,8 +439,92 @@ def _http(x: _Context) -> Diagnosis | None:
     return _throttled(h, control) or _diff(x, h, control)
 
 
+def _where(h: HTTPObservation) -> str:
+    """The URL a failed request was for, and which hop of the redirect chain it was."""
+    if not h.hops:
+        return h.url
+    return f"{h.final_url} (redirect {len(h.hops)} of {h.url})"
+
+
+def _failed_hop(x: _Context, h: HTTPObservation) -> Hop | None:
+    """The hop whose connection the chain failed at (DNS, TCP or TLS), if it did."""
+    if not x.m.hops:
+        return None
+    hop = x.m.hops[-1]  # a chain that failed at a hop's connection ended there
+    connected = hop.tls if hop.tls else hop.tcp
+    return None if any(t.failure is None for t in connected) else hop
+
+
+def _hop(x: _Context, h: HTTPObservation, hop: Hop) -> Diagnosis | None:
+    """Judge a failed hop's steps as a target's — with the control's steps for the same hop,
+    where its chain went there too — so the root cause is the first failing step of the first
+    failing hop. A chain the control did not follow is evidence, not a block by itself."""
+    target = Target.parse(hop.url, x.m.target.service)
+    steps = Measurement(target, x.m.started, hop.dns, hop.tcp, hop.tls, hop.sni_check)
+    theirs = next((c for c in x.c.hops if c.url == hop.url), None) if x.c is not None else None
+    control = None
+    if theirs is not None:
+        seen = Measurement(
+            target, x.m.started, theirs.dns, theirs.tcp, theirs.tls, theirs.sni_check
+        )
+        control = Control(seen)
+    d = judge(steps, control, x.fingerprints, x.public_ranges)
+    if d.verdict == Verdict.INCONCLUSIVE:
+        return None
+    return replace(
+        d,
+        explanation=f"redirect {len(h.hops)} of {h.url} to {hop.url} (host {target.host}): "
+        f"{d.explanation}",
+        summary=f"hop {len(h.hops)}: {d.summary}",
+    )
+
+
+def _blockpage(
+    x: _Context, h: HTTPObservation, control: HTTPObservation | None
+) -> Diagnosis | None:
+    """The first fingerprint that counts. Shared lists have false positives (a pattern matching
+    ordinary pages, news quoting a blockpage): a match on a page that came over the site's own
+    validated TLS, or that the control's page matches too, is the site's content."""
+    for fp, where in match_http(x.fingerprints, h):
+        if where == "body" and _over_validated_tls(x, h):
+            x.ignored.append(f"{fp.label}: it matched a page that came over validated TLS")
+        elif control is not None and any(match_http((fp,), control)):
+            x.ignored.append(f"{fp.label}: {CONTROL_MATCHES_TOO}")
+        else:
+            return _blocked(
+                Layer.HTTP,
+                Method.BLOCKPAGE,
+                f"GET {h.url} got a known blockpage ({fp.label}, matched in {where})"
+                f"{_after_redirects(h)}",
+                f"blockpage {fp.name}",
+            )
+    return None
+
+
+def _final(h: HTTPObservation) -> str:
+    """Where the chain ended (the URL itself when nothing redirected)."""
+    return h.final_url if h.final_url is not None else h.url
+
+
+def _over_validated_tls(x: _Context, h: HTTPObservation) -> bool:
+    """The page came over the target's validated TLS: the site sent it (a censor cannot)."""
+    return x.m.target.scheme == "https" and _final(h).startswith("https://")
+
+
+def _what_arrived(h: HTTPObservation) -> str:
+    """How far the response got: what a user needs to tell a freeze from a refusal."""
+    if h.failure == F.STALL and h.last_byte is not None:
+        return (
+            f"stalled: {h.received} bytes of the response arrived, the last "
+            f"{h.last_byte:.2f}s after the request, then nothing, with neither FIN nor RST"
+        )
+    if h.received:
+        return f"after {h.received} bytes of the response"
+    return "after the connection was set up, before any byte of the response"
+
+
 def _throttled(h: HTTPObservation, control: HTTPObservation) -> Diagnosis | None:
-    if h.throughput is None or control.throughput is None or h.throughput <= 0:
+    if h.throughput is None or control.throughput is None:
         return None
     if h.body_length < THROTTLE_MIN_BYTES and h.truncated != "window":
         return None  # a small page that completed says nothing about the rate
@@ -451,7 +540,7 @@ def _throttled(h: HTTPObservation, control: HTTPObservation) -> Diagnosis | None
 
 
 def _diff(x: _Context, h: HTTPObservation, control: HTTPObservation) -> Diagnosis | None:
-    if x.m.target.scheme == "https" and (h.final_url or "").startswith("https://"):
+    if _over_validated_tls(x, h):
         return None  # a page over validated TLS came from the site itself
     if h.status in SITE_STATUSES and h.status != control.status:
         return None  # reported by _reached as what it is
@@ -474,26 +563,23 @@ def _site(host: str) -> str:
 def _localized(host: str, h: HTTPObservation, control: HTTPObservation) -> bool:
     """The site itself redirected this vantage to another of its own hosts than the control's
     (a regional edition): another page, but the site's choice, not the network's."""
-    final = urlsplit(h.final_url or "").hostname or ""
-    other = urlsplit(control.final_url or "").hostname or ""
+    final, other = url_parts(_final(h)).host, url_parts(_final(control)).host
     site = _site(host)
     return bool(h.hops) and final != other and (final == site or final.endswith("." + site))
 
 
-def _same_page(h: HTTPObservation | None, control: HTTPObservation | None) -> bool:
-    if h is None or control is None or h.failure is not None or h.status is None:
+def _same_page(h: HTTPObservation, control: HTTPObservation | None) -> bool:
+    """The same status, and the same body, or one of a similar length, or the same title."""
+    if control is None or h.status != control.status:
         return False
-    if h.body_sha256 is not None and h.body_sha256 == control.body_sha256:
-        return True
-    longer = max(h.body_length, control.body_length)
-    proportion = min(h.body_length, control.body_length) / longer if longer else 1.0
-    same_title = bool(h.title) and h.title == control.title
-    return h.status == control.status and (proportion > BODY_PROPORTION or same_title)
+    longer = max(h.body_length, control.body_length)  # the same body is the same length
+    similar = longer == 0 or min(h.body_length, control.body_length) / longer > BODY_PROPORTION
+    return similar or (bool(h.title) and h.title == control.title)
 
 
 def _reached(x: _Context) -> Diagnosis | None:
     h = x.m.http
-    if h is None or h.failure is not None or h.status is None:
+    if h is None or h.failure is not None:
         return None
     what = f"HTTP {h.status}" + (f" '{h.title[:40]}'" if h.title else "")
     how = "a validated TLS connection" if x.m.target.scheme == "https" else "plain HTTP"
@@ -536,7 +622,7 @@ def _first_failure(m: Measurement) -> tuple[str, str]:
         failures = sorted({f"{o.resolver} {o.qtype} {o.failure}" for o in m.dns})
         return f"DNS for {host} failed: {', '.join(failures)}", f"DNS {m.dns[0].failure}"
     if m.tcp and all(o.failure for o in m.tcp):
-        kinds = sorted({o.failure or "" for o in m.tcp})
+        kinds = sorted({str(o.failure) for o in m.tcp})
         return (
             f"TCP connect to {len(m.tcp)} address(es) of {host} failed: {', '.join(kinds)}",
             f"TCP {kinds[0]}",
@@ -547,7 +633,7 @@ def _first_failure(m: Measurement) -> tuple[str, str]:
         if o.certificate is not None:
             cert = f" (certificate for {o.certificate.subject} issued by {o.certificate.issuer})"
         return f"TLS with SNI {host} failed: {o.failure}: {o.error}{cert}", f"TLS {o.failure}"
-    if m.http is not None and m.http.failure is not None:
+    if m.http is not None:  # a page that loaded would have been `accessible`
         return (
             f"HTTP GET {m.http.url} failed: {m.http.failure}: {m.http.error}",
             f"HTTP {m.http.failure}",

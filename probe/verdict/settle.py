@@ -24,7 +24,7 @@ def settle(diagnoses: Sequence[Diagnosis]) -> tuple[Diagnosis, int]:
         note = f" (an earlier measurement looked {early.verdict}: {early.summary}; not confirmed)"
         return replace(final, explanation=final.explanation + note, attempts=n, agreed=1), n - 1
     head = diagnoses[0]
-    agreed = sum(d.verdict == head.verdict and d.blocking == head.blocking for d in diagnoses)
+    agreed = sum(d.blocking == head.blocking for d in diagnoses)  # the blocking names the verdict
     if n > 1:
         head = replace(
             head, explanation=f"{head.explanation} (seen in {agreed} of {n} measurements)"

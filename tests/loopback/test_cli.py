@@ -165,7 +165,9 @@ async def test_ctrl_c_stops_and_still_prints_what_was_measured(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    await asyncio.sleep(3.5)
+    assert proc.stderr is not None
+    line = await asyncio.wait_for(proc.stderr.readline(), 60)  # the run is under way
+    assert line.startswith(b"measured 1/2")
     proc.send_signal(signal.SIGINT)
     out, err = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == 130

@@ -23,7 +23,15 @@ ALLOWED = {
     "probe.helper": BASE | {"probe.config", "probe.engine", "probe.measure", "probe.httpd"},
     "probe.serve": BASE | {"probe.config", "probe.engine", "probe.httpd"},
     "probe.cli": BASE
-    | {"probe.config", "probe.engine", "probe.serve", "probe.helper", "probe.httpd", "probe.lab"},
+    | {
+        "probe.config",
+        "probe.engine",
+        "probe.verdict",
+        "probe.serve",
+        "probe.helper",
+        "probe.httpd",
+        "probe.lab",
+    },
     "probe.lab": BASE | {"probe.config", "probe.helper"},
     "probe.__main__": {"probe.cli"},
 }

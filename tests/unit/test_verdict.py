@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 import pytest
 
 from probe.model import (
@@ -19,6 +22,8 @@ from probe.model import (
 )
 from probe.verdict import judge, settle
 from probe.verdict.fingerprints import Fingerprint
+from probe.vocabulary import METHODS
+from tests.conftest import shared_data
 
 T = Target.parse("https://www.clubhouse.com/")
 A = "192.0.2.10"
@@ -347,6 +352,9 @@ def dns_fail(failure: str, resolver: str = "system") -> DNSObservation:
 
 OK = m([system(A)], [tcp()], [tls()], [], page())
 CONTROL = ctl()
+STALLED = replace(
+    page(), failure="stall", error="nothing for 5s", received=16_384, last_byte=0.31, title=""
+)
 PUBLIC = ("192.0.2.0/24",)  # this table's addresses are from TEST-NET-1: public for its purpose
 
 WITH_CONTROL = [
@@ -412,6 +420,34 @@ WITH_CONTROL = [
         )
         for f in ("reset", "timeout", "eof")
     ],
+    (
+        "http stall: headers and 16 KB, then silence (Russia's freeze)",
+        m([system(A)], [tcp()], [tls()], [], STALLED),
+        CONTROL,
+        "blocked",
+        "http/stall",
+    ),
+    (
+        "the response stalls for the control too: down",
+        m([system(A)], [tcp()], [tls()], [], STALLED),
+        ctl(http_=STALLED),
+        "down",
+        None,
+    ),
+    (
+        "a slow server (first byte late, then the whole page) is no stall",
+        m([system(A)], [tcp()], [tls()], [], replace(page(), ttfb=4.0)),
+        CONTROL,
+        "accessible",
+        None,
+    ),
+    (
+        "a body cut at the probe's own cap is no stall",
+        m([system(A)], [tcp()], [tls()], [], replace(page(length=1 << 20), truncated="cap")),
+        CONTROL,
+        "accessible",
+        None,
+    ),
     (
         "http blockpage by body",
         m(
@@ -630,25 +666,34 @@ def test_verdict_with_control(
     assert v.explanation and v.summary
 
 
-def test_the_method_table_is_covered() -> None:
-    """Every (layer, method) of DESIGN.md's table has a row above."""
-    design = {
-        f"dns/{m}"
-        for m in (
-            "nxdomain",
-            "servfail",
-            "refused",
-            "no_answer",
-            "timeout",
-            "bogon",
-            "injected",
-            "inconsistent",
-        )
-    }
-    design |= {f"tcp/{m}" for m in ("timeout", "reset", "refused", "unreachable")}
-    design |= {f"tls/{m}" for m in ("reset", "timeout", "eof", "invalid_certificate", "alert")}
-    design |= {f"http/{m}" for m in ("reset", "timeout", "eof", "blockpage", "diff", "throttled")}
-    assert design == {c[4] for c in WITH_CONTROL if c[4]}
+def design_methods() -> set[str]:
+    """DESIGN.md's table of layers and methods, read from the file itself."""
+    text = (shared_data().parent / "DESIGN.md").read_text(encoding="utf-8")
+    table = text.split("| layer | methods |")[1].split("\n\n")[0]
+    out: set[str] = set()
+    for row in table.splitlines()[2:]:
+        layer_cell, methods_cell = (c.strip() for c in row.strip().strip("|").split("|", 1))
+        if layer_cell == "(throttled)":
+            out.add("http/throttled")
+            continue
+        layer = layer_cell.strip("`")
+        said = re.sub(r"\([^)]*\)", "", methods_cell.split(" — ")[0])  # not what explains them
+        out |= {f"{layer}/{m}" for m in re.findall(r"`([a-z_]+)`", said)}
+    return out
+
+
+def test_the_vocabulary_is_designs_table() -> None:
+    """The typed vocabulary and DESIGN.md's table name the same methods: a method added to the
+    design must be added to the probe (and a verdict path for it), and the reverse."""
+    ours = {f"{layer}/{method}" for layer, methods in METHODS.items() for method in methods}
+    assert ours == design_methods()
+
+
+def test_every_method_of_the_tcp_path_has_a_verdict_row() -> None:
+    """Every (layer, method) the TCP path can give comes out of some row above."""
+    rows = {c[4] for c in WITH_CONTROL if c[4]}
+    tcp_path = {f"{layer}/{m}" for layer, ms in METHODS.items() if layer != "quic" for m in ms}
+    assert tcp_path - rows == set()
 
 
 def test_unreachable_control_says_so() -> None:
@@ -702,3 +747,10 @@ def test_a_redirect_to_another_site_is_still_a_diff() -> None:
         public_ranges=PUBLIC,
     )
     assert (v.verdict, v.blocking) == ("blocked", Blocking("http", "diff"))
+
+
+def test_a_stall_says_how_many_bytes_came_and_when() -> None:
+    v = judge(m([system(A)], [tcp()], [tls()], [], STALLED), CONTROL)
+    assert "16384 bytes of the response arrived, the last 0.31s after the request" in v.explanation
+    assert "neither FIN nor RST" in v.explanation and "after 16384 B" in v.summary
+    assert judge(m([system(A)], [tcp()], [tls()], [], STALLED)).verdict == "inconclusive"

@@ -1,0 +1,144 @@
+"""Re-measurement and the control's answer, with the measurements scripted (no sockets): how many
+times a target is measured, after which pause, which measurement's evidence the result keeps,
+how often the control is asked, and that neither a bug nor a control's unusable answer costs the
+probe its own result."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from probe.config import Settings
+from probe.engine import flow, schedule
+from probe.engine.runtime import Runtime, Transport
+from probe.model import Measurement
+from probe.policy import AddressPolicy
+from probe.verdict.fingerprints import BUILTIN
+from tests.unit.test_verdict import CONTROL, T, m, page, system, tcp, tls
+
+BLOCKED = m([system("192.0.2.10")], [tcp(failure="timeout")])
+FINE = m([system("192.0.2.10")], [tcp()], [tls()], [], page())
+
+
+class Script:
+    """Stands in for the flow: hands out the scripted measurements, asks the control like the
+    real flow (after DNS), and notes when each measurement started."""
+
+    def __init__(self, *measurements: Measurement) -> None:
+        self.left = list(measurements)
+        self.started: list[float] = []
+
+    async def __call__(self, target, rt, budget, *, on_dns=None, extra_addresses=()):  # type: ignore[no-untyped-def]
+        self.started.append(asyncio.get_running_loop().time())
+        if on_dns is not None:
+            on_dns(["192.0.2.10"])
+        item = self.left.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The control's answers (CONTROL) and who asked for them."""
+    calls: list[str] = []
+
+    async def ask(rt, target, addresses, deadline):  # type: ignore[no-untyped-def]
+        calls.append(target.url)
+        return CONTROL
+
+    monkeypatch.setattr(schedule, "ask", ask)
+    return calls
+
+
+def runtime(**kw: object) -> Runtime:
+    s = Settings(**{"control": "http://control.invalid", "retry_pause": 0.2, **kw})  # type: ignore[arg-type]
+    return Runtime(s, AddressPolicy.open(), BUILTIN, {}, Transport(1.0))
+
+
+async def judged(monkeypatch: pytest.MonkeyPatch, script: Script, **kw: object):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(flow, "measure", script)
+    return await schedule.measure_and_judge(T, runtime(**kw))
+
+
+async def test_a_block_is_measured_again_after_the_pause_and_confirmed(
+    monkeypatch: pytest.MonkeyPatch, asked: list[str]
+) -> None:
+    first = BLOCKED
+    script = Script(first, BLOCKED)
+    r = await judged(monkeypatch, script)
+    assert (r.verdict, r.diagnosis.attempts, r.diagnosis.agreed) == ("blocked", 2, 2)
+    assert r.measurement is first  # the first says how: later ones may see a residual penalty
+    assert script.started[1] - script.started[0] >= 0.2
+    assert asked == [T.url]  # once per target, whatever the re-measurements
+
+
+async def test_a_block_not_seen_again_keeps_the_last_measurements_evidence(
+    monkeypatch: pytest.MonkeyPatch, asked: list[str]
+) -> None:
+    r = await judged(monkeypatch, Script(BLOCKED, FINE))
+    assert (r.verdict, r.diagnosis.attempts, r.diagnosis.agreed) == ("accessible", 2, 1)
+    assert r.measurement is FINE
+
+
+async def test_retries_bound_the_measurements(
+    monkeypatch: pytest.MonkeyPatch, asked: list[str]
+) -> None:
+    r = await judged(monkeypatch, Script(BLOCKED, BLOCKED, BLOCKED, BLOCKED), retries=2)
+    assert (r.diagnosis.attempts, r.diagnosis.agreed) == (3, 3)
+    r = await judged(monkeypatch, Script(BLOCKED), retries=0)
+    assert r.diagnosis.attempts == 1
+
+
+async def test_what_is_not_blocked_is_measured_once(
+    monkeypatch: pytest.MonkeyPatch, asked: list[str]
+) -> None:
+    script = Script(FINE, FINE)
+    r = await judged(monkeypatch, script)
+    assert r.diagnosis.attempts == 1 and len(script.started) == 1
+
+
+async def test_without_a_control_configured_none_is_asked(
+    monkeypatch: pytest.MonkeyPatch, asked: list[str]
+) -> None:
+    r = await judged(monkeypatch, Script(FINE), control=None)
+    assert asked == [] and r.control is None
+
+
+async def test_a_bug_is_reported_as_such_never_as_a_verdict(
+    monkeypatch: pytest.MonkeyPatch, asked: list[str]
+) -> None:
+    r = await judged(monkeypatch, Script(RuntimeError("a bug")))
+    assert (
+        r.verdict == "inconclusive"
+        and "internal error RuntimeError: a bug" in r.diagnosis.explanation
+    )
+
+
+async def test_a_control_answer_the_verdict_cannot_use_is_set_aside(
+    monkeypatch: pytest.MonkeyPatch, asked: list[str]
+) -> None:
+    """The probe keeps its own verdict and says why the control did not count."""
+
+    def fragile(measurement, control, fingerprints, public_ranges):  # type: ignore[no-untyped-def]
+        if control is not None and control.measurement is not None:
+            raise KeyError("odd data from the control")
+        return real(measurement, control, fingerprints, public_ranges)
+
+    real = schedule.judge
+    monkeypatch.setattr(schedule, "judge", fragile)
+    r = await judged(monkeypatch, Script(FINE))
+    assert r.verdict == "accessible"
+    assert r.control is not None and "unusable answer: KeyError" in (r.control.error or "")
+
+
+async def test_without_a_control_a_bug_in_the_verdict_is_still_a_bug(
+    monkeypatch: pytest.MonkeyPatch, asked: list[str]
+) -> None:
+    def broken(*args: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(schedule, "judge", broken)
+    r = await judged(monkeypatch, Script(FINE), control=None)
+    assert "internal error" in r.diagnosis.explanation
