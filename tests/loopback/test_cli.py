@@ -175,4 +175,4 @@ async def test_ctrl_c_stops_and_still_prints_what_was_measured(
     assert doc["ended_early"] == "interrupted"
     assert [r["verdict"] for r in doc["results"]] == ["accessible", "inconclusive"]
     assert "interrupted" in doc["results"][1]["explanation"]
-    assert "measured 1/2" in err.decode()
+    assert "Traceback" not in err.decode()
