@@ -186,10 +186,11 @@ class TCPObservation:
     elapsed: float
     failure: Failure | None = None
     error: str | None = None
+    family: int = 0  # 4 or 6, recorded for every step (0 only in data from before 0.2)
 
-    @property
-    def family(self) -> int:
-        return family(self.address)
+    def __post_init__(self) -> None:
+        if not self.family:
+            object.__setattr__(self, "family", family(self.address))
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +221,11 @@ class TLSObservation:
     # False when the handshake never started because the TCP connection failed (`failure` is
     # then the connection's): for the harmless-SNI check, which opens a connection of its own
     connected: bool = True
+    family: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            object.__setattr__(self, "family", family(self.address))
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +236,18 @@ class HTTPHop:
     status: int
     location: str | None = None
     address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """The connection a redirect needed: request i+1 of the chain went to `url` (another host,
+    scheme or port, or the same server again), measured like a target's own."""
+
+    url: str
+    dns: tuple[DNSObservation, ...] = ()
+    tcp: tuple[TCPObservation, ...] = ()
+    tls: tuple[TLSObservation, ...] = ()
+    sni_check: tuple[TLSObservation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,21 +270,16 @@ class HTTPObservation:
     ttfb: float | None = None
     throughput: float | None = None  # body bytes per second over the measured window
     hops: tuple[HTTPHop, ...] = ()
+    # the connections the redirects needed, in order: hop i+1 of `hops` went over connections[i]
+    connections: tuple[Hop, ...] = ()
     body_sample: str = ""  # the start of the body as text, for blockpage fingerprints
     received: int = 0  # bytes of the last response that arrived (status line, headers, body)
     last_byte: float | None = None  # seconds after its request, when the last of them arrived
+    family: int = 0  # of the connection the last response came over
 
-
-@dataclass(frozen=True, slots=True)
-class Hop:
-    """The connection a redirect needed: request i+1 of the chain went to `url` (another host,
-    scheme or port, or the same server again), measured like a target's own."""
-
-    url: str
-    dns: tuple[DNSObservation, ...] = ()
-    tcp: tuple[TCPObservation, ...] = ()
-    tls: tuple[TLSObservation, ...] = ()
-    sni_check: tuple[TLSObservation, ...] = ()
+    def __post_init__(self) -> None:
+        if not self.family and self.address:
+            object.__setattr__(self, "family", family(self.address))
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +295,6 @@ class Measurement:
     sni_check: tuple[TLSObservation, ...] = ()
     http: HTTPObservation | None = None  # over IPv4 where it connected, else IPv6
     http_ipv6: HTTPObservation | None = None  # the same fetch over IPv6, when both connected
-    hops: tuple[Hop, ...] = ()  # the connections of the redirect chain, after the first
     timings: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # what the probe chose not to do, and why
     deadline: float = 0.0  # seconds the target was given

@@ -132,7 +132,6 @@ class _Flow:
         self.s = rt.settings
         self.budget = budget
         self.notes: list[str] = []
-        self.hops: list[Hop] = []
 
     # --- DNS --------------------------------------------------------------------------------
 
@@ -290,6 +289,7 @@ class _Flow:
         same address while the host stays the same; measured like a target's where it changes)."""
         chain: list[http.Exchange] = []
         redirects: list[HTTPHop] = []
+        connections: list[Hop] = []
         current: Connection | None = conn
         final = url
         for hop in range(self.s.max_redirects + 1):
@@ -308,23 +308,24 @@ class _Flow:
             following = urljoin(final, location)
             if url_parts(following).scheme not in ("http", "https"):
                 # file:, javascript:…: not followed, and not an error
-                return http.observation(url, chain, redirects, final_url=following)
+                return http.observation(url, chain, redirects, connections, following)
             if hop == self.s.max_redirects:
                 x = http.Exchange(following, x.address)
                 chain.append(x.fail(Failure.PROTOCOL, f"more than {hop} redirects"))
                 break
-            current, failed = await self._next_hop(following, final, x.address)
+            hop_steps, current, failed = await self._next_hop(following, final, x.address)
+            connections.append(hop_steps)
             final = following
             if current is None:
                 chain.append(failed)
                 break
-        return http.observation(url, chain, redirects)
+        return http.observation(url, chain, redirects, connections)
 
     async def _next_hop(
         self, url: str, previous: str, address: str | None
-    ) -> tuple[Connection | None, http.Exchange]:
-        """A connection for the next request of a redirect chain (evidence kept as a hop), or
-        none and why."""
+    ) -> tuple[Hop, Connection | None, http.Exchange]:
+        """A connection for the next request of a redirect chain, and its evidence; or none,
+        and why."""
         host = url_parts(url).host
         dns_obs: list[DNSObservation] = []
         if is_ip_literal(host):
@@ -336,9 +337,7 @@ class _Flow:
             resolved = addresses_of(dns_obs)
         addresses = self.choose(resolved)
         reach = await self.reach(url, addresses)
-        self.hops.append(
-            Hop(url, tuple(dns_obs), tuple(reach.tcp), tuple(reach.tls), tuple(reach.sni_check))
-        )
+        steps = Hop(url, tuple(dns_obs), tuple(reach.tcp), tuple(reach.tls), tuple(reach.sni_check))
         preferred = family(address) if address else 4
         conn = reach.carriers.pop(preferred, None)
         if conn is None and reach.carriers:
@@ -346,7 +345,7 @@ class _Flow:
         await reach.close()
         failed = http.Exchange(url, None)
         if conn is not None:
-            return conn, failed
+            return steps, conn, failed
         if resolved and not addresses:
             failed.fail(
                 Failure.FORBIDDEN,
@@ -360,7 +359,7 @@ class _Flow:
         else:
             _, failure, error = reach.first_failure()
             failed.fail(failure, f"redirect to {url}: {error}")
-        return None, failed
+        return steps, None, failed
 
 
 async def measure(
@@ -427,7 +426,6 @@ async def measure(
         tuple(reach.sni_check),
         primary,
         fetched.get(6) if 4 in fetched else None,
-        tuple(flow.hops),
         {str(k): round(v, 6) for k, v in timings.items()},
         tuple(flow.notes),
         deadline=budget.seconds,

@@ -24,7 +24,7 @@ from urllib.parse import quote
 from probe.measure.failure import classify
 from probe.measure.http1 import Head, ProtocolError, ResponseParser
 from probe.measure.tcp import Connection
-from probe.model import HTTPHop, HTTPObservation, url_parts
+from probe.model import Hop, HTTPHop, HTTPObservation, url_parts
 from probe.vocabulary import Failure
 
 USER_AGENT = (
@@ -261,7 +261,11 @@ def _headers(raw: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def observation(
-    url: str, chain: list[Exchange], hops: list[HTTPHop], final_url: str | None = None
+    url: str,
+    chain: list[Exchange],
+    hops: list[HTTPHop],
+    connections: list[Hop],
+    final_url: str | None = None,
 ) -> HTTPObservation:
     """The evidence of a whole redirect chain: the last exchange's response, every hop before
     (`final_url`: where the chain pointed last, when that was not followed)."""
@@ -288,6 +292,7 @@ def observation(
         ttfb=last.ttfb,
         throughput=body.throughput(),
         hops=tuple(hops),
+        connections=tuple(connections),
         body_sample=sample[:BODY_SAMPLE].decode("utf-8", "replace"),
         received=last.received,
         last_byte=None if last.last_byte is None else round(last.last_byte - last.start, 6),

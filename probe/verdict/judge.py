@@ -411,7 +411,7 @@ def _http(x: _Context) -> Diagnosis | None:
     if blockpage is not None:
         return blockpage
     if h.failure is not None:
-        hop = _failed_hop(x, h)
+        hop = _failed_hop(h)
         if hop is not None:
             return _hop(x, h, hop)
         if h.failure not in HTTP_FAILURES or x.c is None:
@@ -446,11 +446,11 @@ def _where(h: HTTPObservation) -> str:
     return f"{h.final_url} (redirect {len(h.hops)} of {h.url})"
 
 
-def _failed_hop(x: _Context, h: HTTPObservation) -> Hop | None:
+def _failed_hop(h: HTTPObservation) -> Hop | None:
     """The hop whose connection the chain failed at (DNS, TCP or TLS), if it did."""
-    if not x.m.hops:
+    if not h.connections:
         return None
-    hop = x.m.hops[-1]  # a chain that failed at a hop's connection ended there
+    hop = h.connections[-1]  # a chain that failed at a hop's connection ended there
     connected = hop.tls if hop.tls else hop.tcp
     return None if any(t.failure is None for t in connected) else hop
 
@@ -461,7 +461,8 @@ def _hop(x: _Context, h: HTTPObservation, hop: Hop) -> Diagnosis | None:
     failing hop. A chain the control did not follow is evidence, not a block by itself."""
     target = Target.parse(hop.url, x.m.target.service)
     steps = Measurement(target, x.m.started, hop.dns, hop.tcp, hop.tls, hop.sni_check)
-    theirs = next((c for c in x.c.hops if c.url == hop.url), None) if x.c is not None else None
+    c_http = x.c.http if x.c is not None else None
+    theirs = next((c for c in c_http.connections if c.url == hop.url), None) if c_http else None
     control = None
     if theirs is not None:
         seen = Measurement(

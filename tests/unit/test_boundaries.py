@@ -489,8 +489,9 @@ def chain(hop: Hop, failure: str = "reset") -> Measurement:
     h = replace(
         page(url=CHAIN.url, hops=redirect, final=NEXT, failure=failure),
         error=f"redirect: {failure}",
+        connections=(hop,),
     )
-    return replace(m([system(A)], [tcp()], [], [], h, target=CHAIN), hops=(hop,))
+    return m([system(A)], [tcp()], [], [], h, target=CHAIN)
 
 
 def other(addr: str = B, failure: str | None = None) -> TLSObservation:
@@ -498,9 +499,7 @@ def other(addr: str = B, failure: str | None = None) -> TLSObservation:
 
 
 def control_chain(hop: Hop) -> Control:
-    c = ctl(target=CHAIN, http_=page(url=CHAIN.url, final=NEXT))
-    assert c.measurement is not None
-    return replace(c, measurement=replace(c.measurement, hops=(hop,)))
+    return ctl(target=CHAIN, http_=replace(page(url=CHAIN.url, final=NEXT), connections=(hop,)))
 
 
 def test_an_sni_reset_on_the_https_hop_of_an_http_url_is_tls_reset() -> None:

@@ -317,11 +317,10 @@ def page(
         title if not failure else "",
         length,
         sha,
-        None,
-        0.05,
-        throughput,
-        hops,
-        sample,
+        ttfb=0.05,
+        throughput=throughput,
+        hops=hops,
+        body_sample=sample,
     )
 
 
