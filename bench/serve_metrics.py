@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import signal
 import statistics
 import subprocess
@@ -103,14 +104,21 @@ def wrk(connections: int, url: str) -> subprocess.Popen[str]:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
+def _ms(text: str) -> float:
+    """wrk's "23.91ms", "1.20s" or "850.00us" in ms."""
+    number = text.rstrip("mus")
+    return float(number) * _UNITS[text[len(number) :]]
+
+
 def wrk_figures(out: str) -> dict[str, float]:
     """wrk's summary: the requests made, and the latency percentiles in ms."""
     figures: dict[str, float] = {}
     for line in out.splitlines():
         words = line.split()
         if len(words) == 2 and words[0] in ("50%", "90%", "99%"):
-            number = words[1].rstrip("mus")
-            figures["p" + words[0][:-1]] = float(number) * _UNITS[words[1][len(number) :]]
+            figures["p" + words[0][:-1]] = _ms(words[1])
+        elif len(words) == 5 and words[0] == "Latency":  # avg, stdev, max, +/- stdev
+            figures["max"] = _ms(words[3])
         elif "requests in" in line:
             figures["requests"] = float(words[0])
     return figures
@@ -226,8 +234,8 @@ def loaded_run(path: Path, state: Path, clients: int, probers: int) -> dict[str,
         "p50": figures["p50"],
         "p90": figures["p90"],
         "p99": figures["p99"],
-        "max": float("nan"),
-        "size": float("nan"),
+        "max": figures["max"],
+        "size": float("nan"),  # the quiet run's: the same exposition
         "rss": rss,
     }
 
@@ -236,8 +244,9 @@ def show(name: str, f: dict[str, float], n: int) -> None:
     print(
         f"{name:28} round {f['round']:6.1f} s ({n / f['round']:4.0f} targets/s) · /metrics "
         f"{f['scrapes']:.0f} scrapes: p50 {f['p50']:6.1f} ms  p90 {f['p90']:6.1f} ms  "
-        f"p99 {f['p99']:6.1f} ms  max {f['max']:6.1f} ms · {f['size']:.0f} KiB · "
-        f"peak RSS {f['rss']:.0f} MiB"
+        f"p99 {f['p99']:6.1f} ms  max {f['max']:6.1f} ms · "
+        + ("" if math.isnan(f["size"]) else f"{f['size']:.0f} KiB · ")
+        + f"peak RSS {f['rss']:.0f} MiB"
     )
 
 

@@ -186,11 +186,10 @@ class TCPObservation:
     elapsed: float
     failure: Failure | None = None
     error: str | None = None
-    family: int = 0  # 4 or 6, recorded for every step (0 only in data from before 0.2)
+    family: int = 0  # 4 or 6: derived from the address, recorded in the evidence
 
-    def __post_init__(self) -> None:
-        if not self.family:
-            object.__setattr__(self, "family", family(self.address))
+    def __post_init__(self) -> None:  # derived: a copy with another address gets its family
+        object.__setattr__(self, "family", family(self.address))
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,11 +220,10 @@ class TLSObservation:
     # False when the handshake never started because the TCP connection failed (`failure` is
     # then the connection's): for the harmless-SNI check, which opens a connection of its own
     connected: bool = True
-    family: int = 0
+    family: int = 0  # derived from the address
 
-    def __post_init__(self) -> None:
-        if not self.family:
-            object.__setattr__(self, "family", family(self.address))
+    def __post_init__(self) -> None:  # derived: a copy with another address gets its family
+        object.__setattr__(self, "family", family(self.address))
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,12 +272,12 @@ class HTTPObservation:
     connections: tuple[Hop, ...] = ()
     body_sample: str = ""  # the start of the body as text, for blockpage fingerprints
     received: int = 0  # bytes of the last response that arrived (status line, headers, body)
+    received_wire: int = 0  # the same on the wire: with TLS, its records (whole or not)
     last_byte: float | None = None  # seconds after its request, when the last of them arrived
-    family: int = 0  # of the connection the last response came over
+    family: int = 0  # of the connection the last response came over (derived)
 
     def __post_init__(self) -> None:
-        if not self.family and self.address:
-            object.__setattr__(self, "family", family(self.address))
+        object.__setattr__(self, "family", family(self.address) if self.address else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,9 +313,11 @@ class Measurement:
 class Blocking:
     layer: Layer
     method: Method
+    ip_version: int | None = None  # 4 or 6 where only that family is blocked
 
     def __str__(self) -> str:
-        return f"{self.layer}/{self.method}"
+        family = f" (IPv{self.ip_version} only)" if self.ip_version else ""
+        return f"{self.layer}/{self.method}{family}"
 
 
 @dataclass(frozen=True, slots=True)

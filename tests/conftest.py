@@ -65,3 +65,9 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that bring a lab up and take it down themselves run before the session's lab
+    (`lab_up`) exists; the order is otherwise kept."""
+    items.sort(key=lambda item: "lab_up" in getattr(item, "fixturenames", ()))

@@ -45,6 +45,13 @@ VERDICT_MAPPINGS = [
 ]
 
 
+BLOCKING_WORDS = (
+    "layer/method: where and how the censor acts (DESIGN.md's vocabulary). http/stall: the "
+    "response began, then stopped with neither RST nor FIN while the control got it whole (a "
+    "freeze). ip_version: set only where one IP family alone is blocked."
+)
+
+
 def target(expr: str, legend: str = "", instant: bool = False, ref: str = "A") -> dict[str, Any]:
     return {
         "datasource": DATASOURCE,
@@ -201,6 +208,7 @@ def overview() -> dict[str, Any]:
                 22,
                 12,
                 8,
+                description=BLOCKING_WORDS,
                 transformations=[
                     {"id": "labelsToFields", "options": {"mode": "columns"}},
                     {
@@ -244,14 +252,21 @@ def per_service() -> dict[str, Any]:
                 "Blocking layer/method per vantage ($service)",
                 [
                     target(
-                        'censorprobe_target_blocking{service_name=~"$service"} == 1',
+                        'censorprobe_target_blocking{service_name=~"$service",ip_version=""} == 1',
                         "{{target}} · {{vantage}} ({{country}}): {{layer}}/{{method}}",
-                    )
+                    ),
+                    target(
+                        'censorprobe_target_blocking{service_name=~"$service",ip_version!=""} == 1',
+                        "{{target}} · {{vantage}} ({{country}}): {{layer}}/{{method}} "
+                        "(IPv{{ip_version}} only)",
+                        ref="B",
+                    ),
                 ],
                 0,
                 10,
                 24,
                 10,
+                description=BLOCKING_WORDS,
                 options={"showValue": "never"},
             ),
             panel(

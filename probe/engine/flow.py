@@ -169,6 +169,11 @@ class _Flow:
         refused = sorted({a for a in [*addresses, *extra] if not allows(a)})
         if refused:
             self.notes.append(f"not contacted (special-purpose addresses): {', '.join(refused)}")
+        no_ipv6 = self.rt.network.ipv6_problem
+        if no_ipv6 and any(family(a) == 6 for a in [*addresses, *extra]):
+            self.notes.append(f"IPv6 not measured: {no_ipv6}")
+            addresses = [a for a in addresses if family(a) == 4]
+            extra = [a for a in extra if family(a) == 4]
         own = [a for a in addresses if allows(a)]
         picked = pick_addresses(own, self.s.max_addresses)
         if len(own) > len(picked):

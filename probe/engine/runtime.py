@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from probe.config import ConfigError, Settings
 from probe.measure import tls
 from probe.measure.failure import describe
+from probe.model import url_parts
 from probe.policy import AddressPolicy
 from probe.verdict.fingerprints import BUILTIN, Fingerprint, parse_csv
 
@@ -54,6 +57,78 @@ class Transport:
             self._session = None
 
 
+# A documentation address: connecting a UDP socket to it looks the route up and sends nothing.
+IPV6_ROUTE_CHECK = ("2001:db8::1", 443)
+IPV6_CHECK_EVERY = 60.0  # seconds a finding is reused (a serve round checks again after that)
+
+
+class Network:
+    """What this vantage's network can do, found once per run, not per target: whether it has
+    working IPv6. Without it every dual-stack target would fail over IPv6, and a vantage whose
+    IPv6 is broken must say "not measured", never "blocked"."""
+
+    def __init__(self) -> None:
+        self.ipv6_problem: str | None = None  # why IPv6 cannot be measured here
+        self._checked: float | None = None
+
+    async def check(self, settings: Settings) -> None:
+        """Look again, unless the last look is recent."""
+        now = time.monotonic()
+        if self._checked is not None and now - self._checked < IPV6_CHECK_EVERY:
+            return
+        self._checked = now
+        self.ipv6_problem = await _ipv6_problem(settings)
+        if self.ipv6_problem:
+            log.info("IPv6 not measured: %s", self.ipv6_problem)
+
+
+async def _ipv6_problem(settings: Settings) -> str | None:
+    """No route to the IPv6 internet; or a control helper with an IPv6 address that answers over
+    IPv4 but not over IPv6 (a route that goes nowhere)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.connect(IPV6_ROUTE_CHECK)
+    except OSError as exc:
+        return f"this vantage has no IPv6 route ({describe(exc)})"
+    if not settings.control:
+        return None
+    parts = url_parts(settings.control)
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(settings.timeout):
+            infos = await loop.getaddrinfo(parts.host, parts.port, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError):
+        return None  # the control's own trouble, reported where it is asked
+    first: dict[int, str] = {}
+    for fam, _, _, _, sockaddr in infos:
+        first.setdefault(fam, str(sockaddr[0]))
+    if socket.AF_INET6 not in first or socket.AF_INET not in first:
+        return None
+    v6, v4 = await asyncio.gather(
+        _connects(first[socket.AF_INET6], parts.port, settings.timeout),
+        _connects(first[socket.AF_INET], parts.port, settings.timeout),
+    )
+    if v6 is None or v4 is not None:
+        return None
+    return (
+        f"the control helper answers over IPv4 but not over IPv6 ({first[socket.AF_INET6]}: "
+        f"{v6}): IPv6 goes nowhere from here"
+    )
+
+
+async def _connects(address: str, port: int, timeout: float) -> str | None:
+    """None when a TCP connection opens, else why not."""
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(address, port)
+    except TimeoutError:
+        return f"no answer within {timeout:g}s"
+    except OSError as exc:
+        return describe(exc)
+    writer.close()
+    return None
+
+
 class Runtime:
     """Settings, policy, TLS contexts, fingerprints and the transport; see the module docstring."""
 
@@ -64,12 +139,14 @@ class Runtime:
         fingerprints: tuple[Fingerprint, ...],
         sources: dict[str, tuple[Fingerprint, ...]],
         transport: Transport,
+        network: Network | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
         self.fingerprints = fingerprints
         self.sources = sources  # the last good set of each fingerprint source
         self.transport = transport
+        self.network = network or Network()
         self.verify, self.no_verify = contexts(settings.ca_file)
 
     def session(self) -> aiohttp.ClientSession:
@@ -87,8 +164,10 @@ class Runtime:
         and a fingerprint source that cannot be read keeps its last good set. Raises ConfigError
         when a source cannot be read at start, or the CA file is not one."""
         transport = previous.transport if previous else Transport(settings.timeout)
+        network = previous.network if previous else Network()
+        await network.check(settings)
         sources: dict[str, tuple[Fingerprint, ...]] = {}
-        probe = cls(settings, policy or AddressPolicy.open(), BUILTIN, sources, transport)
+        probe = cls(settings, policy or AddressPolicy.open(), BUILTIN, sources, transport, network)
         for source in settings.fingerprints:
             try:
                 sources[source] = await _read_fingerprints(source, probe)
@@ -105,7 +184,9 @@ class Runtime:
 
     def under(self, policy: AddressPolicy) -> Runtime:
         """The same runtime under another address policy (nothing read again)."""
-        return Runtime(self.settings, policy, self.fingerprints, self.sources, self.transport)
+        return Runtime(
+            self.settings, policy, self.fingerprints, self.sources, self.transport, self.network
+        )
 
     async def close(self) -> None:
         await self.transport.close()

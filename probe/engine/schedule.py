@@ -111,6 +111,7 @@ async def run(
     reporting what was not measured (unless told not to: a daemon keeps its last results)."""
     s = rt.settings
     budget = budget if budget is not None else default_budget(s, count)
+    await rt.network.check(s)  # a serve round looks again whether IPv6 works here
     queue = enumerate(targets)
     current: dict[int, Target] = {}  # index -> target being measured
 

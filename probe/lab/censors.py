@@ -1,7 +1,9 @@
-"""The censors' packet rules, from the scenario file: iptables (nf_tables backend) commands.
+"""The censors' packet rules, from the scenario file: iptables and ip6tables (nf_tables backend)
+commands.
 
-The ISP rewrites destinations (blockpage, 302 redirector, TLS interceptor); the border drops,
-resets, matches names in ClientHellos and Host headers, polices rates and keeps a penalty box.
+The ISP rewrites destinations (blockpage, 302 redirector, TLS interceptor) and lets vantage b's
+IPv6 go nowhere; the border drops, resets, matches names in ClientHellos and Host headers, polices
+rates, keeps a penalty box, freezes connections after a number of bytes and acts on one IP family.
 The resolvers' lies and the DNS injector are servers (see servers.py), not rules.
 """
 
@@ -43,6 +45,12 @@ def isp_rules() -> list[Rule]:
     return rules
 
 
+def isp_rules6() -> list[Rule]:
+    """Vantage b has an IPv6 address and route, but its ISP forwards none of it: the probe there
+    must find out that IPv6 goes nowhere (and measure IPv4 only), not call every target blocked."""
+    return [["-A", "FORWARD", "-i", "to-b", "-j", "DROP"]]
+
+
 def _name(host: str, *, port: int, prefix: str = "") -> Rule:
     """Match a host name in a TCP payload to `port` (the SNI of a ClientHello, or a Host header)."""
     return [
@@ -68,8 +76,30 @@ def border_rules() -> list[Rule]:
     fwd = ["-A", "FORWARD"]
     for s in lab.scenarios():
         t = s.technique
-        if t == "ip_drop":
+        if t in ("ip_drop", "ipv4_drop"):
             rules.append([*fwd, "-d", s.address, "-j", "DROP"])
+        elif t == "freeze":
+            # the server's packets pass until it has sent `threshold` bytes (conntrack counts
+            # them), then none: the transfer stops with neither RST nor FIN
+            rules.append(
+                [
+                    *fwd,
+                    "-s",
+                    s.address,
+                    "-p",
+                    "tcp",
+                    "-m",
+                    "connbytes",
+                    "--connbytes",
+                    f"{s.threshold}:",
+                    "--connbytes-dir",
+                    "reply",
+                    "--connbytes-mode",
+                    "bytes",
+                    "-j",
+                    "DROP",
+                ]
+            )
         elif t == "ip_reset":
             rules.append([*fwd, "-d", s.address, "-p", "tcp", *RESET])
         elif t == "sni_reset":
@@ -138,3 +168,11 @@ def border_rules() -> list[Rule]:
                 ]
             )
     return rules
+
+
+def border_rules6() -> list[Rule]:
+    return [
+        ["-A", "FORWARD", "-d", s.address6, "-j", "DROP"]
+        for s in lab.scenarios()
+        if s.technique == "ipv6_drop" and s.address6
+    ]

@@ -25,7 +25,8 @@ def targets_file(state: Path) -> Path:
             "public_ranges": list(lab.PUBLIC_RANGES),
             "timeout": 3,
             "throughput_window": 3,
-            "control": f"http://{lab.CONTROL_ADDRESS}:{lab.CONTROL_PORT}",
+            # by name: it has an IPv6 address too, which tells a vantage whether IPv6 works
+            "control": f"http://{lab.CONTROL_HOST}:{lab.CONTROL_PORT}",
             "retry_pause": lab.RESIDUAL_SECONDS + 2,  # outlast the lab's residual blocking
         },
         "targets": [{"url": s.url, "service": s.name} for s in lab.scenarios()],
@@ -71,8 +72,9 @@ def run_vantage(vantage: str, state: Path) -> dict[str, Any]:
 
 
 def got(result: dict[str, Any]) -> str:
-    b = result["blocking"]
-    return f"{result['verdict']} {b['layer']}/{b['method']}" if b else str(result["verdict"])
+    """The diagnosis as the scenario file's `Expect` prints it."""
+    b = result["blocking"] or {}
+    return str(lab.Expect(result["verdict"], b.get("layer"), b.get("method"), b.get("ip_version")))
 
 
 def demo(out: TextIO) -> int:
@@ -101,10 +103,11 @@ def demo(out: TextIO) -> int:
         cells = []
         for v in lab.VANTAGES:
             seen = got(by_vantage[v][s.name])
-            ok = seen == str(s.expect)
+            ok = seen == str(s.expected(v))
             misses += not ok
             cells.append(f"{'✓' if ok else '✗'} {seen}")
-        rows.append((s.name, s.technique, str(s.expect), *cells))
+        also = "".join(f"; {v}: {e}" for v, e in s.expect_by_vantage.items())
+        rows.append((s.name, s.technique, f"{s.expect}{also}", *cells))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")

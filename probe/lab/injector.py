@@ -4,7 +4,8 @@ A packet socket on the border's ISP-facing interface copies every IPv4 packet th
 UDP query to port 53 naming a listed host, a forged reply goes back at once from the queried
 address (spoofed, through a raw socket). The query itself is forwarded untouched, so the real
 answer arrives later — or, where the address runs no resolver, an ICMP port unreachable does.
-Like the GFW, it forges an A record for every query type except AAAA.
+Like the GFW, it forges an A record for every query type except AAAA for its listed names, and
+an AAAA record (a Teredo address, 2001::/32, as the GFW's) for AAAA queries of its AAAA names.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from collections.abc import Iterable
 
 import dns.message
 import dns.rdatatype
@@ -22,10 +24,19 @@ PACKET_OUTGOING = 4
 
 
 class Injector:
-    def __init__(self, interface: str, names: set[str], forged: str) -> None:
+    def __init__(
+        self,
+        interface: str,
+        names: set[str],
+        forged: str,
+        aaaa_names: Iterable[str] = (),
+        forged6: str = "",
+    ) -> None:
         self.interface = interface
         self.names = {n.lower().rstrip(".") for n in names}
         self.forged = forged
+        self.aaaa_names = {n.lower().rstrip(".") for n in aaaa_names}
+        self.forged6 = forged6
         self._sniff: socket.socket | None = None
         self._send: socket.socket | None = None
 
@@ -75,12 +86,16 @@ class Injector:
         if not query.question:
             return None
         question = query.question[0]
-        if question.name.to_text(omit_final_dot=True).lower() not in self.names:
-            return None
-        if question.rdtype == dns.rdatatype.AAAA:
+        name = question.name.to_text(omit_final_dot=True).lower()
+        aaaa = question.rdtype == dns.rdatatype.AAAA
+        if aaaa and name in self.aaaa_names:
+            record = ("AAAA", self.forged6)
+        elif not aaaa and name in self.names:
+            record = ("A", self.forged)
+        else:
             return None
         reply = dns.message.make_response(query)
-        reply.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", self.forged))
+        reply.answer.append(dns.rrset.from_text(question.name, 60, "IN", *record))
         payload = reply.to_wire()
         udp = struct.pack("!HHHH", 53, sport, 8 + len(payload), 0) + payload  # checksum optional
         ip = struct.pack(

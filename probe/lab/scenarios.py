@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
@@ -19,14 +19,23 @@ ISP_BLOCKPAGE = "192.0.2.80"
 ISP_REDIRECTOR = "192.0.2.81"
 ISP_INTERCEPTOR = "192.0.2.82"
 INTERNET_RESOLVER = "203.0.113.53"
+CONTROL_HOST = f"control.{ZONE}"
 CONTROL_ADDRESS = "203.0.113.100"
+CONTROL_ADDRESS6 = "2001:db8:113::100"
 CONTROL_PORT = 8080
 FORGED_ADDRESS = "203.0.113.66"  # what the injector answers: assigned to nothing
+FORGED_ADDRESS6 = "2001::cb00:7142"  # its AAAA answer: Teredo (2001::/32), as the GFW's
 NATIONAL_BLOCKPAGE_HOST = (
     "warning.rt.ru"  # the 302 target, as Rostelecom's; resolved only in the lab
 )
-PUBLIC_RANGES = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "198.18.0.0/15")
-RESIDUAL_SECONDS = 10
+PUBLIC_RANGES = (
+    "192.0.2.0/24",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "198.18.0.0/15",
+    "2001:db8::/32",
+)
+RESIDUAL_SECONDS = 3
 THROTTLE_BYTES_PER_SECOND = 16_000  # ~128 kbit/s, like Russia's 2021 policing of Twitter
 SLOW_DELAY = 1.5
 LARGE_OBJECT_BYTES = 4 << 20
@@ -51,8 +60,14 @@ TECHNIQUES = frozenset(
         "cdn",
         "down",
         "slow",
+        "freeze",
+        "chain",
+        "ipv6_drop",
+        "ipv4_drop",
+        "aaaa_injection",
     }
 )
+PAGES = frozenset({"quote", "registry"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +75,13 @@ class Expect:
     verdict: str
     layer: str | None = None
     method: str | None = None
+    ip_version: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.verdict} {self.layer}/{self.method}" if self.layer else self.verdict
+        if not self.layer:
+            return self.verdict
+        family = f" (IPv{self.ip_version} only)" if self.ip_version else ""
+        return f"{self.verdict} {self.layer}/{self.method}{family}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +93,14 @@ class Scenario:
     url: str
     expect: Expect
     other_address: str | None = None
+    address6: str | None = None
+    threshold: int | None = None
+    redirect: str | None = None
+    page: str | None = None
+    expect_by_vantage: dict[str, Expect] = field(default_factory=dict)
+
+    def expected(self, vantage: str) -> Expect:
+        return self.expect_by_vantage.get(vantage, self.expect)
 
 
 @cache
@@ -82,9 +109,19 @@ def scenarios() -> tuple[Scenario, ...]:
     text = resources.files("probe.lab").joinpath("scenarios.yaml").read_text(encoding="utf-8")
     out = []
     for row in yaml.safe_load(text)["scenarios"]:
-        s = Scenario(**{**row, "expect": Expect(**row["expect"])})
+        by_vantage = {v: Expect(**e) for v, e in row.get("expect_by_vantage", {}).items()}
+        s = Scenario(**{**row, "expect": Expect(**row["expect"]), "expect_by_vantage": by_vantage})
         if s.technique not in TECHNIQUES:
             raise ValueError(f"scenarios.yaml: {s.name}: unknown technique {s.technique!r}")
+        if s.page is not None and s.page not in PAGES:
+            raise ValueError(f"scenarios.yaml: {s.name}: unknown page {s.page!r}")
+        if set(by_vantage) - set(VANTAGES):
+            raise ValueError(f"scenarios.yaml: {s.name}: unknown vantage in expect_by_vantage")
+        freeze, chain = s.technique == "freeze", s.technique == "chain"
+        if freeze != (s.threshold is not None) or chain != (s.redirect is not None):
+            raise ValueError(
+                f"scenarios.yaml: {s.name}: a freeze needs a threshold, a chain a redirect"
+            )
         out.append(s)
     return tuple(out)
 
@@ -104,6 +141,17 @@ def origin_addresses() -> list[str]:
     return out
 
 
+def origin_addresses6() -> list[str]:
+    return [s.address6 for s in scenarios() if s.address6]
+
+
 def internet_addresses() -> list[str]:
     """Every address on the internet namespace (the down one exists: nothing listens there)."""
-    return [*origin_addresses(), by_technique("down").address, INTERNET_RESOLVER, CONTROL_ADDRESS]
+    return [
+        *origin_addresses(),
+        by_technique("down").address,
+        INTERNET_RESOLVER,
+        CONTROL_ADDRESS,
+        *origin_addresses6(),
+        CONTROL_ADDRESS6,
+    ]

@@ -57,7 +57,7 @@ async def _serve(
 class ZoneResolver(DNSServer):
     """Answers the lab zone from the scenario file, a little late."""
 
-    def __init__(self, host: str, records: dict[str, str], delay: float) -> None:
+    def __init__(self, host: str, records: dict[str, tuple[str, str | None]], delay: float) -> None:
         super().__init__(host, 53)
         self.records = records
         self.delay = delay
@@ -67,21 +67,42 @@ class ZoneResolver(DNSServer):
         rdtype = query.question[0].rdtype
         if name not in self.records:
             return [(self.delay, self.answer(query, [], rcode=dns.rcode.NXDOMAIN))]
-        addresses = [self.records[name]] if rdtype == dns.rdatatype.A else []
-        return [(self.delay, self.answer(query, addresses))]
+        v4, v6 = self.records[name]
+        address = v4 if rdtype == dns.rdatatype.A else v6 if rdtype == dns.rdatatype.AAAA else None
+        return [(self.delay, self.answer(query, [address] if address else []))]
 
 
-def zone() -> dict[str, str]:
-    records = {s.host: s.address for s in lab.scenarios()}
-    records[f"control.{lab.ZONE}"] = lab.CONTROL_ADDRESS
+def zone() -> dict[str, tuple[str, str | None]]:
+    """Each name's A and AAAA record."""
+    records = {s.host: (s.address, s.address6) for s in lab.scenarios()}
+    records[lab.CONTROL_HOST] = (lab.CONTROL_ADDRESS, lab.CONTROL_ADDRESS6)
     return records
 
 
+FREEZE_HEADERS = {f"X-Lab-Padding-{i}": "p" * 200 for i in range(30)}  # 6 KB of headers
+FREEZE_PAGE_BYTES = 100_000
+QUOTE = (
+    "<p>Читатели сообщают, что вместо сайта видят страницу «Доступ к информационному ресурсу "
+    "ограничен на основании Федерального закона». Роскомнадзор не комментирует.</p>"
+)
+REGISTRY = """<p>Проверить, внесён ли сайт в реестр, можно на
+<a href="http://eais.rkn.gov.ru/">http://eais.rkn.gov.ru/</a>.</p>"""
+
+
+def _scenario_of(host: str) -> lab.Scenario | None:
+    return next((s for s in lab.scenarios() if s.host == host), None)
+
+
 async def origin(request: web.BaseRequest) -> web.StreamResponse:
-    """A distinct page per host name; `/large` streams a large object for throughput."""
+    """A distinct page per host name; `/large` streams a large object for throughput. Some hosts
+    redirect (chains), send large headers and a large page (freezes) or a page that quotes a
+    blockpage (fingerprint traps)."""
     host = (request.host or "").split(":")[0].lower()
-    if host == lab.by_technique("slow").host:
+    s = _scenario_of(host)
+    if s is not None and s.technique == "slow":
         await asyncio.sleep(lab.SLOW_DELAY)
+    if s is not None and s.redirect:
+        return web.Response(status=302, headers={"Location": s.redirect, "Server": "lab-origin"})
     if request.path == "/large":
         resp = web.StreamResponse(
             headers={
@@ -96,18 +117,24 @@ async def origin(request: web.BaseRequest) -> web.StreamResponse:
         await resp.write_eof()
         return resp
     name = html.escape(host)
+    page = s.page if s is not None else None
+    content = {"quote": QUOTE, "registry": REGISTRY}.get(page or "", "<p>lorem</p>" * 40)
+    headers = {"Server": "lab-origin"}
+    if s is not None and s.technique == "freeze":
+        headers.update(FREEZE_HEADERS)
+        content = "<p>" + "lorem ipsum " * (FREEZE_PAGE_BYTES // 12) + "</p>"
     body = (
-        f"<html><head><title>{name} — lab origin</title></head><body><h1>{name}</h1>"
-        f"<p>The genuine page of {name} in the censorprobe lab.</p>{'<p>lorem</p>' * 40}"
+        f'<html><head><meta charset="utf-8"><title>{name} — lab origin</title></head><body>'
+        f"<h1>{name}</h1><p>The genuine page of {name} in the censorprobe lab.</p>{content}"
         "</body></html>"
     )
-    return web.Response(text=body, content_type="text/html", headers={"Server": "lab-origin"})
+    return web.Response(text=body, content_type="text/html", headers=headers)
 
 
 async def internet(state: Path) -> list[object]:
     resolver = await ZoneResolver(lab.INTERNET_RESOLVER, zone(), lab.DNS_DELAY).start()
     handler = web.Server(origin)
-    hosts = lab.origin_addresses()
+    hosts = [*lab.origin_addresses(), *lab.origin_addresses6()]
     tls = _tls_context(state / "origin.pem")
     return [resolver, await _serve(handler, hosts, 80), await _serve(handler, hosts, 443, tls)]
 
@@ -179,7 +206,10 @@ async def isp(state: Path) -> list[object]:
 
 async def border(state: Path) -> list[object]:
     names = {s.host for s in lab.scenarios() if s.technique == "dns_injection"}
-    return [Injector("to-isp", names, lab.FORGED_ADDRESS).start()]
+    aaaa = {s.host for s in lab.scenarios() if s.technique == "aaaa_injection"}
+    return [
+        Injector("to-isp", names, lab.FORGED_ADDRESS, aaaa, lab.FORGED_ADDRESS6).start(),
+    ]
 
 
 async def control(state: Path) -> list[object]:
@@ -193,7 +223,8 @@ async def control(state: Path) -> list[object]:
     service = ControlService(settings, token=None, concurrency=16)
     app_runner = web.AppRunner(service.app(), handle_signals=False)
     await app_runner.setup()
-    await web.TCPSite(app_runner, lab.CONTROL_ADDRESS, lab.CONTROL_PORT).start()
+    for address in (lab.CONTROL_ADDRESS, lab.CONTROL_ADDRESS6):
+        await web.TCPSite(app_runner, address, lab.CONTROL_PORT).start()
     return [app_runner]
 
 

@@ -5,9 +5,11 @@
     vantage-b ─┘
 
 Links exist only between these namespaces: nothing routes to the machine's own network. Every
-address comes from ranges reserved for documentation (192.0.2.0/24, 203.0.113.0/24) and
-benchmarking (198.18.0.0/15). `up` starts from a clean slate (it runs `down` first, so it also
-cleans up after a crash); `down` removes every namespace, process and file the lab made.
+address comes from ranges reserved for documentation (192.0.2.0/24, 203.0.113.0/24,
+2001:db8::/32) and benchmarking (198.18.0.0/15). Every link is dual-stack; vantage b's ISP drops
+its IPv6 (a vantage whose IPv6 goes nowhere). `up` starts from a clean slate (it runs `down`
+first, so it also cleans up after a crash); `down` removes every namespace, process and file the
+lab made.
 """
 
 from __future__ import annotations
@@ -46,30 +48,67 @@ NAMESPACES = ("vantage-a", "vantage-b", "isp", "border", "internet")
 class Link:
     left: str
     left_if: str
-    left_addr: str
+    left_addr: tuple[str, str]  # IPv4, IPv6
     right: str
     right_if: str
-    right_addr: str
+    right_addr: tuple[str, str]
 
 
 LINKS = (
-    Link("vantage-a", "to-isp", "198.18.1.2/30", "isp", "to-a", "198.18.1.1/30"),
-    Link("vantage-b", "to-isp", "198.18.2.2/30", "isp", "to-b", "198.18.2.1/30"),
-    Link("isp", "to-border", "198.18.3.1/30", "border", "to-isp", "198.18.3.2/30"),
-    Link("border", "to-inet", "198.18.4.1/30", "internet", "to-border", "198.18.4.2/30"),
+    Link(
+        "vantage-a",
+        "to-isp",
+        ("198.18.1.2/30", "2001:db8:1::2/64"),
+        "isp",
+        "to-a",
+        ("198.18.1.1/30", "2001:db8:1::1/64"),
+    ),
+    Link(
+        "vantage-b",
+        "to-isp",
+        ("198.18.2.2/30", "2001:db8:2::2/64"),
+        "isp",
+        "to-b",
+        ("198.18.2.1/30", "2001:db8:2::1/64"),
+    ),
+    Link(
+        "isp",
+        "to-border",
+        ("198.18.3.1/30", "2001:db8:3::1/64"),
+        "border",
+        "to-isp",
+        ("198.18.3.2/30", "2001:db8:3::2/64"),
+    ),
+    Link(
+        "border",
+        "to-inet",
+        ("198.18.4.1/30", "2001:db8:4::1/64"),
+        "internet",
+        "to-border",
+        ("198.18.4.2/30", "2001:db8:4::2/64"),
+    ),
 )
 ROUTES = {
-    "vantage-a": [["default", "via", "198.18.1.1"]],
-    "vantage-b": [["default", "via", "198.18.2.1"]],
-    "isp": [["default", "via", "198.18.3.2"]],
+    "vantage-a": [["default", "via", "198.18.1.1"], ["default", "via", "2001:db8:1::1"]],
+    "vantage-b": [["default", "via", "198.18.2.1"], ["default", "via", "2001:db8:2::1"]],
+    "isp": [["default", "via", "198.18.3.2"], ["default", "via", "2001:db8:3::2"]],
     "border": [
         ["198.18.1.0/30", "via", "198.18.3.1"],
         ["198.18.2.0/30", "via", "198.18.3.1"],
         ["192.0.2.0/24", "via", "198.18.3.1"],
         ["default", "via", "198.18.4.2"],
+        ["2001:db8:1::/64", "via", "2001:db8:3::1"],
+        ["2001:db8:2::/64", "via", "2001:db8:3::1"],
+        ["default", "via", "2001:db8:4::2"],
     ],
-    # unassigned internet addresses (the injector's forged one) go nowhere, silently
-    "internet": [["default", "via", "198.18.4.1"], ["blackhole", "203.0.113.0/24"]],
+    # unassigned internet addresses (the injectors' forged ones) go nowhere, silently
+    "internet": [
+        ["default", "via", "198.18.4.1"],
+        ["blackhole", "203.0.113.0/24"],
+        ["default", "via", "2001:db8:4::1"],
+        ["blackhole", "2001:db8:113::/64"],
+        ["blackhole", "2001::/32"],
+    ],
 }
 RESOLVERS = {
     "vantage-a": lab.ISP_RESOLVER,
@@ -109,7 +148,7 @@ def require_root() -> None:
         raise LabError("the lab needs Linux network namespaces")
     if os.geteuid() != 0:
         raise LabError("the lab needs root to create network namespaces: run it with sudo")
-    for tool in ("ip", "iptables"):
+    for tool in ("ip", "iptables", "ip6tables"):
         if shutil.which(tool) is None:
             raise LabError(
                 f"the lab needs '{tool}': install iproute2 and iptables (scripts/install)"
@@ -156,10 +195,13 @@ def up() -> float:
             "net.ipv4.ip_forward=1",
             "net.ipv4.conf.all.rp_filter=0",
             "net.ipv4.conf.default.rp_filter=0",
-            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.all.disable_ipv6=0",
+            "net.ipv6.conf.default.disable_ipv6=0",
+            "net.ipv6.conf.all.forwarding=1",
         )
         for address in local_addresses(name):
-            _run("ip", "-n", ns(name), "addr", "add", f"{address}/32", "dev", "lo")
+            prefix = 128 if ":" in address else 32
+            _run("ip", "-n", ns(name), "addr", "add", f"{address}/{prefix}", "dev", "lo")
         etc = Path("/etc/netns") / ns(name)
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "resolv.conf").write_text(
@@ -181,19 +223,27 @@ def up() -> float:
             "netns",
             ns(link.right),
         )
-        for side, ifname, addr in (
+        for side, ifname, addrs in (
             (link.left, link.left_if, link.left_addr),
             (link.right, link.right_if, link.right_addr),
         ):
-            _run("ip", "-n", ns(side), "addr", "add", addr, "dev", ifname)
-            _run("ip", "-n", ns(side), "link", "set", ifname, "up")
+            for addr in addrs:
+                nodad = ["nodad"] if ":" in addr else []  # IPv6: usable at once
+                _run("ip", "-n", ns(side), "addr", "add", addr, "dev", ifname, *nodad)
+            # one packet per segment (no GSO), so that a censor counting bytes cuts where it says
+            _run("ip", "-n", ns(side), "link", "set", ifname, "gso_max_segs", "1", "up")
     for name, routes in ROUTES.items():
         for route in routes:
             _run("ip", "-n", ns(name), "route", "add", *route)
+    # the freeze censor counts each connection's bytes
+    _in("border", "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1", check=False)
     rules_by_ns = {"isp": censors.isp_rules(), "border": censors.border_rules(), **HOST_RULES}
     for name, rules in rules_by_ns.items():
         for rule in rules:
             _in(name, "iptables", "-w", *rule)
+    for name, rules in (("isp", censors.isp_rules6()), ("border", censors.border_rules6())):
+        for rule in rules:
+            _in(name, "ip6tables", "-w", *rule)
     for role, name in SERVERS.items():
         _start_server(role, name, state)
     _wait_ready(state)

@@ -94,6 +94,7 @@ class Exchange:
     headers: dict[str, str] = field(default_factory=dict)
     ttfb: float | None = None
     received: int = 0
+    received_wire: int = 0  # the same, as it crossed the network (TLS records included)
     last_byte: float | None = None  # perf_counter()
     body: _Body = field(default_factory=_Body)
     ran_out: bool = False  # the target's deadline ended it
@@ -126,6 +127,7 @@ def request_bytes(url: str) -> bytes:
 async def exchange(conn: Connection, url: str, limits: Limits) -> Exchange:
     """GET `url` on `conn` (which the caller closes)."""
     x = Exchange(url, conn.address)
+    wire = conn.wire
     try:
         conn.write(request_bytes(url))
         async with asyncio.timeout(max(0.0, min(limits.timeout, limits.end - time.perf_counter()))):
@@ -137,6 +139,7 @@ async def exchange(conn: Connection, url: str, limits: Limits) -> Exchange:
     except Exception as exc:
         x.fail(*classify(exc))
         x.ran_out = x.failure is Failure.TIMEOUT and time.perf_counter() >= limits.end
+    x.received_wire = conn.wire - wire
     return x
 
 
@@ -174,32 +177,56 @@ async def _receive(conn: Connection, parser: ResponseParser, x: Exchange, limits
 
 
 async def _read(conn: Connection, x: Exchange, limits: Limits, now: float) -> bytes | None:
-    """The next bytes, b"" at EOF, or None when the wait ended the exchange (recorded in x)."""
-    # the first byte of the response may take `timeout`; once it began, a silence `stall_after`
-    wait = limits.timeout if x.last_byte is None else x.last_byte + limits.stall_after - now
-    deadline_first = limits.end - now < wait
-    try:
-        async with asyncio.timeout(max(0.0, min(wait, limits.end - now))):
-            data = await conn.read()
-    except TimeoutError:
-        if conn.pending():  # bytes had arrived; a busy event loop had not handed them over yet
-            async with asyncio.timeout(max(0.0, min(1.0, limits.end - time.perf_counter()))):
-                data = await conn.read()
-            return _count(x, data)
-        if deadline_first:
+    """The next bytes, b"" at EOF, or None when the wait ended the exchange (recorded in x).
+
+    The first byte of the response may take `timeout` from the request; once the response began
+    (a byte of it, or part of a TLS record carrying it), a silence of `stall_after` before its
+    end is a stall."""
+    grace = 0.0
+    while True:
+        last = _last_sign(conn, x)
+        wait = x.start + limits.timeout - now if last is None else last + limits.stall_after - now
+        wait = max(wait, grace)
+        limited = limits.end - now <= wait
+        try:
+            async with asyncio.timeout(max(0.0, min(wait, limits.end - now))):
+                return _count(x, await conn.read())
+        except TimeoutError:
+            now = time.perf_counter()
+        if limited:
             x.ran_out = True
             x.fail(Failure.TIMEOUT, "the target's deadline ran out while reading the response")
-        elif x.last_byte is None:
+            return None
+        if _last_sign(conn, x) != last:
+            continue  # part of a TLS record arrived meanwhile: the response is still moving
+        if not grace and conn.pending():
+            grace = 1.0  # bytes had arrived; a busy event loop had not handed them over yet
+            continue
+        if last is None:
             x.fail(Failure.TIMEOUT, f"no byte of the response within {limits.timeout:g}s")
         else:
-            since = x.last_byte - x.start
-            x.fail(
-                Failure.STALL,
-                f"{x.received} bytes of the response arrived, the last {since:.2f}s after the "
-                f"request; then nothing for {limits.stall_after:g}s, with neither FIN nor RST",
-            )
+            x.last_byte = last
+            x.fail(Failure.STALL, _stalled(conn, x, last, now))
         return None
-    return _count(x, data)
+
+
+def _last_sign(conn: Connection, x: Exchange) -> float | None:
+    """When the response last showed progress: its last byte, or the last bytes of a TLS record
+    that has not been completed (they may carry its first bytes)."""
+    if conn.record_incomplete and conn.arrival is not None:
+        return max(conn.arrival, x.last_byte or 0.0)
+    return x.last_byte
+
+
+def _stalled(conn: Connection, x: Exchange, last: float, now: float) -> str:
+    if x.received:
+        arrived = f"{x.received} bytes of the response arrived"
+    else:
+        arrived = "the response began (part of a TLS record arrived, none of its bytes readable)"
+    return (
+        f"{arrived}, the last {last - x.start:.2f}s after the request; then nothing for "
+        f"{now - last:.1f}s, with neither FIN nor RST"
+    )
 
 
 def _count(x: Exchange, data: bytes) -> bytes:
@@ -295,5 +322,6 @@ def observation(
         connections=tuple(connections),
         body_sample=sample[:BODY_SAMPLE].decode("utf-8", "replace"),
         received=last.received,
+        received_wire=last.received_wire,
         last_byte=None if last.last_byte is None else round(last.last_byte - last.start, 6),
     )

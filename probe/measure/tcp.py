@@ -36,6 +36,10 @@ class Connection:
         self.tls: ssl.SSLObject | None = None
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
+        self.wire = 0  # bytes received, TLS records included
+        self.arrival: float | None = None  # perf_counter() when the last of them arrived
+        self._left = 0  # bytes of the TLS record under way still to come
+        self._head = b""  # the part of a record's 5-byte header that has arrived
 
     def secure(self, context: ssl.SSLContext, sni: str) -> ssl.SSLObject:
         """The TLS object for a handshake on this connection (not yet done)."""
@@ -49,17 +53,47 @@ class Connection:
 
     async def receive(self) -> bool:
         """Feed the next bytes from the network to TLS; False at EOF."""
-        data = await self.reader.read(READ_SIZE)
+        data = self._arrived(await self.reader.read(READ_SIZE))
         if data:
             self._incoming.write(data)
+            self._frame(data)
         else:
             self._incoming.write_eof()
         return bool(data)
 
+    def _arrived(self, data: bytes) -> bytes:
+        if data:
+            self.wire += len(data)
+            self.arrival = time.perf_counter()
+        return data
+
+    def _frame(self, data: bytes) -> None:
+        """Follow the TLS record boundaries (their headers travel in the clear), so that a record
+        cut short — a response that began, then froze — is told from complete records that
+        carried no data (session tickets)."""
+        i, n = 0, len(data)
+        while i < n:
+            if self._left:
+                step = min(self._left, n - i)
+                self._left -= step
+                i += step
+                continue
+            take = data[i : i + 5 - len(self._head)]
+            self._head += take
+            i += len(take)
+            if len(self._head) == 5:
+                self._left = int.from_bytes(self._head[3:5], "big")
+                self._head = b""
+
+    @property
+    def record_incomplete(self) -> bool:
+        """Part of a TLS record has arrived and the rest has not."""
+        return bool(self._left or self._head)
+
     async def read(self) -> bytes:
         """The next bytes of the stream, b"" at its end."""
         if self.tls is None:
-            return await self.reader.read(READ_SIZE)
+            return self._arrived(await self.reader.read(READ_SIZE))
         while True:
             try:
                 return self.tls.read(READ_SIZE)

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from probe import __version__
-from probe.model import Result
+from probe.model import Blocking, Result
 from probe.vocabulary import TARGET_VERDICTS, Step
 
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -91,7 +91,7 @@ class _Series:
         h = r.measurement.http
         self.samples: list[Samples] = [
             [({**base, "verdict": v}, 1.0 if r.verdict == v else 0.0) for v in TARGET_VERDICTS],
-            [({**base, "layer": b.layer, "method": b.method}, 1.0)] if b is not None else [],
+            [(_blocking_labels(base, b), 1.0)] if b is not None else [],
             [(base, r.finished)],
             [(base, h.throughput)] if h is not None and h.throughput is not None else [],
         ]
@@ -99,6 +99,14 @@ class _Series:
             "".join(_line(name, labels, value) for labels, value in samples)
             for (name, _), samples in zip(TARGET_FAMILIES, self.samples, strict=True)
         ]
+
+
+def _blocking_labels(base: dict[str, str], b: Blocking) -> dict[str, str]:
+    """`ip_version` only where one family alone is blocked (the label is additive)."""
+    labels = {**base, "layer": b.layer, "method": b.method}
+    if b.ip_version:
+        labels["ip_version"] = str(b.ip_version)
+    return labels
 
 
 def _line(name: str, labels: dict[str, str], value: float) -> str:

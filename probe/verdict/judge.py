@@ -40,7 +40,7 @@ from probe.model import (
     TLSObservation,
     url_parts,
 )
-from probe.policy import is_special
+from probe.policy import family, is_special
 from probe.verdict.fingerprints import BUILTIN, Fingerprint, match_dns, match_http
 from probe.vocabulary import Failure, Layer, Method, Verdict
 
@@ -120,21 +120,98 @@ def judge(
 ) -> Diagnosis:
     """The verdict for one measurement; see the module docstring for the rules."""
     x = _Context(m, control, fingerprints, public_ranges)
-    d = (
-        _dns_injection(x)
-        or _dns(x)
-        or _tcp(x)
-        or _tls(x)
-        or _http(x)
-        or _reached(x)
-        or _inconclusive(x)
-    )
+    d = _dns_injection(x) or _dns(x) or _by_family(x)
     if not x.ignored:
         return d
     why = "; ".join(x.ignored)
     return replace(
         d, explanation=f"{d.explanation} (fingerprint ignored: {why})", ignored=tuple(x.ignored)
     )
+
+
+def _transport(x: _Context) -> Diagnosis:
+    """Past DNS: TCP, TLS, HTTP, in that order, for the addresses of `x`."""
+    return _tcp(x) or _tls(x) or _http(x) or _reached(x) or _inconclusive(x)
+
+
+# --- IP families ----------------------------------------------------------------------------
+
+
+def _families(m: Measurement) -> set[int]:
+    """The IP families in play: those the resolvers answered, or a connection tried."""
+    return {family(a) for a in m.addresses()} | {t.family for t in m.tcp}
+
+
+def _by_family(x: _Context) -> Diagnosis:
+    """Where both families are in play, each is judged on its own (against the control's steps in
+    the same family) and the verdicts combined: a censor may act on one family only."""
+    if len(_families(x.m)) < 2:
+        return _transport(x)
+    judged = []
+    for f in (4, 6):
+        fx = _Context(_only(x.m, f), _control_only(x.control, f), x.fingerprints, x.public_ranges)
+        judged.append((f, fx, _transport(fx)))
+        x.ignored += [i for i in fx.ignored if i not in x.ignored]
+    return _combine(judged)
+
+
+def _only(m: Measurement, f: int) -> Measurement:
+    """The steps of `m` in family `f` (DNS is shared: it is judged before families split)."""
+    h = m.http_ipv6 if f == 6 and m.http_ipv6 is not None else m.http
+    return replace(
+        m,
+        tcp=tuple(t for t in m.tcp if t.family == f),
+        tls=tuple(t for t in m.tls if t.family == f),
+        sni_check=tuple(t for t in m.sni_check if t.family == f),
+        http=h if h is not None and h.family == f else None,
+        http_ipv6=None,
+    )
+
+
+def _control_only(control: Control | None, f: int) -> Control | None:
+    """The control's steps in family `f`; a family it did not measure is not compared."""
+    if control is None or control.measurement is None:
+        return control
+    if not any(t.family == f for t in control.measurement.tcp):
+        return Control(None, error=f"it did not measure IPv{f}")
+    return Control(
+        _only(control.measurement, f),
+        tuple(t for t in control.validation if t.family == f),
+        control.error,
+    )
+
+
+def _combine(judged: list[tuple[int, _Context, Diagnosis]]) -> Diagnosis:
+    """One verdict from each family's: a block in one family only blocks the target, with the
+    family named; otherwise the best outcome, the other family's said beside it."""
+    blocks = [(f, d) for f, _, d in judged if d.verdict.is_block]
+    if len(blocks) == 2:
+        (_, d4), (_, d6) = blocks
+        return replace(d4, explanation=f"over IPv4: {d4.explanation}; over IPv6: {d6.explanation}")
+    if blocks:
+        f, d = blocks[0]
+        assert d.blocking is not None
+        if not next(gx for g, gx, _ in judged if g != f).m.tcp:  # one family seen: not "only"
+            return replace(d, explanation=f"{d.explanation}; {_beside(judged, f)}")
+        return replace(
+            d,
+            blocking=replace(d.blocking, ip_version=f),
+            explanation=f"over IPv{f} only: {d.explanation}; {_beside(judged, f)}",
+            summary=f"IPv{f}: {d.summary}",
+        )
+    for verdict in (Verdict.ACCESSIBLE, Verdict.DOWN, Verdict.INCONCLUSIVE):
+        for f, _, d in judged:
+            if d.verdict == verdict:
+                return replace(d, explanation=f"{d.explanation}; {_beside(judged, f)}")
+    raise AssertionError("every verdict is one of the above")
+
+
+def _beside(judged: list[tuple[int, _Context, Diagnosis]], f: int) -> str:
+    """What the other family than `f` came to."""
+    g, gx, gd = next(j for j in judged if j[0] != f)
+    if not gx.m.tcp:
+        return f"IPv{g} not measured"
+    return f"over IPv{g}: {gd.verdict} ({gd.summary})"
 
 
 def _blocked(layer: Layer, method: Method | Failure, explanation: str, summary: str) -> Diagnosis:
@@ -155,26 +232,55 @@ def _most_common(failures: Iterable[Failure | None]) -> Failure:
 # --- DNS ------------------------------------------------------------------------------------
 
 
+QTYPE_FAMILY = {"A": 4, "AAAA": 6}
+
+
 def _dns_injection(x: _Context) -> Diagnosis | None:
-    for obs in x.m.dns:
-        answers = obs.distinct_answers()
-        if len(answers) >= 2:
-            shown = " then ".join(",".join(a) for a in answers[:3])
-            return _blocked(
-                Layer.DNS,
-                Method.INJECTED,
-                f"{obs.resolver} answered one {obs.qtype} query for {x.host} {len(answers)} times "
-                f"with different addresses ({shown}): a forged answer raced the real one",
-                f"{len(answers)} different answers to one query",
-            )
-        if obs.port_unreachable and answers:
-            return _blocked(
-                Layer.DNS,
-                Method.INJECTED,
-                f"an answer for {x.host} ({','.join(answers[0])}) arrived from {obs.resolver}, "
-                "which runs no resolver (ICMP port unreachable): something on the path answered",
-                "answer from a host with no resolver",
-            )
+    """The first forged answer; named with its family where the other family's answers are
+    clean (the GFW forges AAAA answers too, a censor may forge one type only)."""
+    injected = [(obs, d) for obs in x.m.dns if (d := _injected(x, obs)) is not None]
+    if not injected:
+        return None
+    obs, d = injected[0]
+    forged = {QTYPE_FAMILY.get(o.qtype) for o, _ in injected}
+    f = QTYPE_FAMILY.get(obs.qtype)
+    clean = [
+        o
+        for o in x.m.dns
+        if o.addresses and QTYPE_FAMILY.get(o.qtype) not in (f, None) and _injected(x, o) is None
+    ]
+    if f is None or len(forged) > 1 or not clean:
+        return d
+    assert d.blocking is not None
+    other = clean[0]
+    return replace(
+        d,
+        blocking=replace(d.blocking, ip_version=f),
+        explanation=f"{d.explanation}; its {other.qtype} answers ({other.addresses[0]}) are not "
+        f"forged: IPv{f} only",
+        summary=f"IPv{f}: {d.summary}",
+    )
+
+
+def _injected(x: _Context, obs: DNSObservation) -> Diagnosis | None:
+    answers = obs.distinct_answers()
+    if len(answers) >= 2:
+        shown = " then ".join(",".join(a) for a in answers[:3])
+        return _blocked(
+            Layer.DNS,
+            Method.INJECTED,
+            f"{obs.resolver} answered one {obs.qtype} query for {x.host} {len(answers)} times "
+            f"with different addresses ({shown}): a forged answer raced the real one",
+            f"{len(answers)} different answers to one query",
+        )
+    if obs.port_unreachable and answers:
+        return _blocked(
+            Layer.DNS,
+            Method.INJECTED,
+            f"an answer for {x.host} ({','.join(answers[0])}) arrived from {obs.resolver}, "
+            "which runs no resolver (ICMP port unreachable): something on the path answered",
+            "answer from a host with no resolver",
+        )
     return None
 
 
@@ -407,6 +513,9 @@ def _http(x: _Context) -> Diagnosis | None:
     if h is None:
         return None
     control = x.control_http_ok()
+    forged = _forged_hop(x, h)
+    if forged is not None:
+        return forged
     blockpage = _blockpage(x, h, control)
     if blockpage is not None:
         return blockpage
@@ -417,14 +526,13 @@ def _http(x: _Context) -> Diagnosis | None:
         if h.failure not in HTTP_FAILURES or x.c is None:
             return None
         if control is not None:
+            arrived = h.received or (h.received_wire if h.failure == F.STALL else 0)
             return _blocked(
                 Layer.HTTP,
                 h.failure,
                 f"HTTP {h.failure} for GET {_where(h)} {_what_arrived(h)}; the control gets "
                 f"HTTP {control.status} ({control.body_length} bytes)",
-                f"HTTP {h.failure}"
-                + (f" after {h.received} B" if h.received else "")
-                + "; control loads",
+                f"HTTP {h.failure}{f' after {arrived} B' if arrived else ''}; control loads",
             )
         c_http = x.c.http  # here it failed, or the control would have loaded the page
         if c_http is not None:
@@ -472,11 +580,27 @@ def _hop(x: _Context, h: HTTPObservation, hop: Hop) -> Diagnosis | None:
     d = judge(steps, control, x.fingerprints, x.public_ranges)
     if d.verdict == Verdict.INCONCLUSIVE:
         return None
+    return _at_hop(d, h, len(h.hops), hop)
+
+
+def _forged_hop(x: _Context, h: HTTPObservation) -> Diagnosis | None:
+    """A forged DNS answer for a hop's host is censorship even where the probe went on with the
+    real answer (a browser takes the first)."""
+    for n, hop in enumerate(h.connections, 1):
+        steps = Measurement(Target.parse(hop.url, x.m.target.service), x.m.started, hop.dns)
+        d = _dns_injection(_Context(steps, None, x.fingerprints, x.public_ranges))
+        if d is not None:
+            return _at_hop(d, h, n, hop)
+    return None
+
+
+def _at_hop(d: Diagnosis, h: HTTPObservation, n: int, hop: Hop) -> Diagnosis:
+    """A hop's diagnosis, saying which hop it is."""
     return replace(
         d,
-        explanation=f"redirect {len(h.hops)} of {h.url} to {hop.url} (host {target.host}): "
+        explanation=f"redirect {n} of {h.url} to {hop.url} (host {url_parts(hop.url).host}): "
         f"{d.explanation}",
-        summary=f"hop {len(h.hops)}: {d.summary}",
+        summary=f"hop {n}: {d.summary}",
     )
 
 
@@ -515,9 +639,14 @@ def _over_validated_tls(x: _Context, h: HTTPObservation) -> bool:
 def _what_arrived(h: HTTPObservation) -> str:
     """How far the response got: what a user needs to tell a freeze from a refusal."""
     if h.failure == F.STALL and h.last_byte is not None:
+        arrived = (
+            f"{h.received} bytes of the response arrived"
+            if h.received
+            else f"the response began ({h.received_wire} bytes of TLS records arrived, none whole)"
+        )
         return (
-            f"stalled: {h.received} bytes of the response arrived, the last "
-            f"{h.last_byte:.2f}s after the request, then nothing, with neither FIN nor RST"
+            f"stalled: {arrived}, the last {_seconds(h.last_byte)} after the request, then "
+            "nothing, with neither FIN nor RST"
         )
     if h.received:
         return f"after {h.received} bytes of the response"
@@ -600,6 +729,10 @@ def _after_redirects(h: HTTPObservation) -> str:
 
 def _size(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} B"
+
+
+def _seconds(t: float) -> str:
+    return f"{t * 1000:.0f} ms" if t < 1 else f"{t:.2f} s"
 
 
 def _rate(bps: float) -> str:

@@ -1,17 +1,42 @@
 """Lab tests need root and network namespaces: skipped with the reason where they cannot be made,
-never in CI, where a missing capability is a failure (`tests.conftest.lacking`)."""
+never in CI, where a missing capability is a failure (`tests.conftest.lacking`).
+
+The lab is up once for the session (`lab_up`); tests that bring a lab up and down themselves
+(`lab up`/`down`/`demo`, the image tests) run before it exists (see `tests/conftest.py`). The
+expensive part, `rounds`, runs `serve` in both vantages for ten rounds over every scenario plus
+load targets, with a real Prometheus scraping them: the verdict, Prometheus, dashboard and status
+page tests all read what those rounds left.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
+import yaml
 
-from tests.conftest import lacking
+from probe.lab import demo, topology
+from probe.lab import scenarios as lab
+from probe.serve import archive
+from tests.conftest import lacking, require_tool
+
+ROUNDS = 10
+LOAD_TARGETS = 500  # in each vantage: a thousand other targets keep the machine busy meanwhile
+CONCURRENCY = 100  # the blocked targets' re-measurement pauses do not hold the load up
+VANTAGE_IP = {"a": "198.18.1.2", "b": "198.18.2.2"}
+PORT = 9716
+PROM = "127.0.0.1:9090"  # inside the ISP namespace, which reaches both vantages
+ROUNDS_TIMEOUT = 900.0
 
 
 def _namespace_problem() -> str | None:
@@ -34,16 +59,144 @@ def netns_ok() -> None:
         lacking(problem)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lab_up(netns_ok: None) -> Iterator[Path]:
-    """The lab, up for one test module; returns its state directory (CA, logs)."""
-    from probe.lab import topology
-
+    """The lab, up for the session; returns its state directory (CA, logs)."""
     topology.up()
     try:
         yield topology.state_dir()
     finally:
         topology.down()
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """What ten rounds of `serve` in each vantage left: archives, logs, Prometheus."""
+
+    directory: Path
+
+    def results(self, vantage: str) -> dict[str, list[dict[str, Any]]]:
+        """Every archived result of the vantage, by service, in the order measured."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in archive.read([self.directory / vantage]):
+            out.setdefault(r["service"], []).append(r)
+        return out
+
+
+def in_ns(ns: str, *cmd: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def curl(ns: str, url: str) -> str:
+    return in_ns(ns, "curl", "-sS", "--max-time", "5", url).stdout
+
+
+def _targets(state: Path, vantage: str, interval: float) -> Path:
+    """Every scenario and the load targets (pages of the honest origin, over plain HTTP)."""
+    doc = yaml.safe_load(demo.targets_file(state).read_text())
+    doc["settings"]["interval"] = interval
+    doc["settings"]["concurrency"] = CONCURRENCY
+    doc["targets"] += [
+        {"url": f"http://{lab.by_technique('none').host}/load/{i}", "service": "load"}
+        for i in range(LOAD_TARGETS)
+    ]
+    path = state / f"rounds-{vantage}.yaml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(path)  # whole, for serve's reload
+    return path
+
+
+def _serve(vantage: str, state: Path, tmp: Path) -> subprocess.Popen[bytes]:
+    argv = topology.exec_argv(
+        vantage,
+        [
+            sys.executable,
+            "-m",
+            "probe",
+            "serve",
+            "--targets",
+            str(_targets(state, vantage, interval=1)),
+            "--listen",
+            f"{VANTAGE_IP[vantage]}:{PORT}",
+            "--vantage",
+            f"lab-{vantage}",
+            "--country",
+            lab.VANTAGES[vantage],
+            "--ca-file",
+            str(state / "ca.pem"),
+            "--data-dir",
+            str(tmp / vantage),
+        ],
+    )
+    log = (tmp / f"serve-{vantage}.log").open("w")
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _prometheus(tmp: Path) -> subprocess.Popen[bytes]:
+    prometheus = require_tool("prometheus")
+    config = tmp / "prometheus.yml"
+    scraped = ", ".join(f"{ip}:{PORT}" for ip in VANTAGE_IP.values())
+    config.write_text(
+        "global: {scrape_interval: 2s, scrape_timeout: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: censorprobe\n"
+        f"    static_configs: [{{targets: [{scraped}]}}]\n"
+    )
+    return subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            "cp-isp",
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address={PROM}",
+        ],
+        stdout=(tmp / "prometheus.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.fixture(scope="session")
+def rounds(lab_up: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rounds]:
+    """`serve` in each vantage for ten rounds back to back over every scenario and the load
+    targets, scraped by Prometheus. When a vantage's tenth round starts, its targets file gets a
+    long interval (serve reloads it): after the tenth round it keeps serving what it found."""
+    tmp = tmp_path_factory.mktemp("rounds")
+    procs = [_prometheus(tmp), *(_serve(v, lab_up, tmp) for v in lab.VANTAGES)]
+    try:
+        deadline = time.monotonic() + ROUNDS_TIMEOUT
+        calmed: set[str] = set()
+        done: set[str] = set()
+        while done != set(lab.VANTAGES):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                logs = "\n".join((tmp / f"serve-{v}.log").read_text()[-1500:] for v in lab.VANTAGES)
+                raise AssertionError(f"serve did not finish {ROUNDS} rounds:\n{logs}")
+            for v in set(lab.VANTAGES) - done:
+                health = curl("cp-isp", f"http://{VANTAGE_IP[v]}:{PORT}/healthz")
+                if v not in calmed and f"round {ROUNDS} running" in health:
+                    _targets(lab_up, v, interval=3600)
+                    calmed.add(v)
+                if f"{ROUNDS} rounds, the last took" in health:
+                    done.add(v)
+            time.sleep(0.5)
+        time.sleep(5)  # two more scrapes after the last round
+        yield Rounds(tmp)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=20)
+
+
+def prometheus_query(expr: str) -> list[dict[str, Any]]:
+    doc = json.loads(curl("cp-isp", f"http://{PROM}/api/v1/query?query={quote(expr)}"))
+    assert doc["status"] == "success", doc
+    return list(doc["data"]["result"])
 
 
 def in_vantage(

@@ -193,3 +193,51 @@ def test_slow_server_is_slow_but_healthy(lab_up: Path) -> None:
     code, ttfb = r.stdout.split()
     assert code == "200"
     assert float(ttfb) >= lab.SLOW_DELAY
+
+
+def scenario(name: str) -> lab.Scenario:
+    return next(s for s in lab.scenarios() if s.name == name)
+
+
+def test_freezes_stop_the_transfer_after_their_threshold(lab_up: Path) -> None:
+    """No RST, no FIN: curl waits out its time with what arrived before the freeze."""
+    fmt = ["-o", "/dev/null", "-w", "%{size_header} %{size_download}"]
+    head = curl(lab_up, *fmt, f"http://{scenario('freeze-in-headers').host}/")
+    assert head.returncode == CURL_TIMEOUT and head.stdout.split()[1] == "0"
+    body = curl(lab_up, *fmt, f"http://{scenario('freeze-in-body').host}/")
+    headers, got = map(int, body.stdout.split())
+    assert body.returncode == CURL_TIMEOUT and 10_000 < headers + got < 20_000
+    record = curl(lab_up, *fmt, f"https://{scenario('freeze-in-tls-record').host}/")
+    assert record.returncode == CURL_TIMEOUT and record.stdout == "0 0"
+    whole = curl(lab_up, *fmt, f"http://{scenario('freeze-in-body').host}/", where="internet")
+    assert whole.returncode == CURL_OK and int(whole.stdout.split()[1]) > 100_000
+
+
+def test_a_chain_host_redirects_to_a_blocked_one(lab_up: Path) -> None:
+    s = scenario("chain-to-sni-reset")
+    r = curl(lab_up, "-i", s.url)
+    assert r.stdout.startswith("HTTP/1.1 302") and f"Location: {s.redirect}" in r.stdout
+
+
+def test_one_family_dropped_the_other_passes(lab_up: Path) -> None:
+    v6, v4 = scenario("ipv6-blackhole"), scenario("ipv4-blackhole")
+    assert curl(lab_up, "-6", "--connect-timeout", "2", v6.url).returncode == CURL_TIMEOUT
+    assert curl(lab_up, "-4", v6.url).returncode == CURL_OK
+    assert curl(lab_up, "-4", "--connect-timeout", "2", v4.url).returncode == CURL_TIMEOUT
+    assert curl(lab_up, "-6", v4.url).returncode == CURL_OK
+    assert curl(lab_up, "-6", v6.url, where="internet").returncode == CURL_OK
+
+
+def test_aaaa_answers_are_forged_and_a_answers_are_not(lab_up: Path) -> None:
+    s = scenario("aaaa-injection")
+    forged = dig("+short", f"@{lab.INTERNET_RESOLVER}", "AAAA", s.host).stdout.split()
+    assert forged == [lab.FORGED_ADDRESS6]
+    assert dig("+short", f"@{lab.INTERNET_RESOLVER}", "A", s.host).stdout.split() == [s.address]
+
+
+def test_vantage_b_has_an_ipv6_route_that_goes_nowhere(lab_up: Path) -> None:
+    url = scenario("dual-stack").url
+    assert "default via 2001:db8:2::1" in in_vantage("ip", "-6", "route", vantage="b").stdout
+    cmd = ["curl", "-sS", "-6", "--connect-timeout", "2", "--cacert", str(lab_up / "ca.pem"), url]
+    assert in_vantage(*cmd, vantage="b").returncode == CURL_TIMEOUT
+    assert in_vantage(*cmd, vantage="a").returncode == CURL_OK

@@ -1,41 +1,93 @@
-"""The probe with the lab's control helper, from each vantage: every scenario of the lab's scenario
-file gets its expected verdict, layer and method — `accessible` for the CDN and the slow server,
-`down` for the site down everywhere."""
+"""The probe with the lab's control helper, from each vantage, ten rounds of `serve` in a row
+while a thousand other targets keep the machine busy: every scenario of the lab's scenario file
+gets its expected verdict, layer, method and family every time, with the words a user needs."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from probe.lab import demo
 from probe.lab import scenarios as lab
+from tests.lab.conftest import ROUNDS, Rounds
 
+Results = dict[str, dict[str, list[dict[str, Any]]]]  # vantage -> service -> results, in order
 CASES = [(v, s) for v in lab.VANTAGES for s in lab.scenarios()]
 
 
 @pytest.fixture(scope="module")
-def results(lab_up: Path) -> dict[str, dict[str, Any]]:
-    return {v: demo.run_vantage(v, lab_up) for v in lab.VANTAGES}
+def results(rounds: Rounds) -> Results:
+    return {v: rounds.results(v) for v in lab.VANTAGES}
+
+
+def diagnosis(r: dict[str, Any]) -> tuple[Any, ...]:
+    b = r["blocking"] or {}
+    return (r["verdict"], b.get("layer"), b.get("method"), b.get("ip_version"))
 
 
 @pytest.mark.parametrize(("vantage", "scenario"), CASES, ids=[f"{v}-{s.name}" for v, s in CASES])
-def test_expected_verdict(
-    results: dict[str, dict[str, Any]], vantage: str, scenario: lab.Scenario
+def test_expected_verdict_every_round(
+    results: Results, vantage: str, scenario: lab.Scenario
 ) -> None:
-    r = results[vantage][scenario.name]
-    blocking = r["blocking"] or {}
-    got = (r["verdict"], blocking.get("layer"), blocking.get("method"))
-    assert got == (scenario.expect.verdict, scenario.expect.layer, scenario.expect.method), r[
-        "explanation"
-    ]
-    assert r["explanation"]
-    assert r["evidence"]["control"]["measurement"] is not None  # the control answered
-    if r["verdict"] in ("blocked", "throttled"):
-        assert r["attempts"] == 2 and r["agreed"] == 2  # re-measured after the pause, and confirmed
+    seen = results[vantage][scenario.name]
+    assert len(seen) == ROUNDS
+    e = scenario.expected(vantage)
+    for i, r in enumerate(seen, 1):
+        assert diagnosis(r) == (e.verdict, e.layer, e.method, e.ip_version), (i, r["explanation"])
+        assert r["explanation"]
+        assert r["evidence"]["control"]["measurement"] is not None  # the control answered
+        if r["verdict"] in ("blocked", "throttled"):
+            assert r["attempts"] == 2 and r["agreed"] == 2  # measured again after the pause
+
+
+def explanation(results: Results, name: str, v: str = "a") -> str:
+    return str(results[v][name][-1]["explanation"])
+
+
+def test_load_targets_were_measured_every_round(
+    results: Results,
+) -> None:
+    for v in lab.VANTAGES:
+        load = results[v]["load"]
+        assert len(load) >= 500 * ROUNDS and all(r["verdict"] == "accessible" for r in load)
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("freeze-in-headers", "stalled: 1448 bytes of the response arrived"),
+        ("freeze-in-body", "bytes of the response arrived, the last"),
+        ("freeze-in-tls-record", "the response began ("),
+        ("freeze-after-tls-records", "32768 bytes of the response arrived"),
+        ("chain-to-sni-reset", "redirect 1 of http://chain-sni.lab.test/ to https://snireset"),
+        ("chain-to-forged-dns", "(host injected.lab.test): 203.0.113.53 answered one A query"),
+        ("chain-to-dropped-ip", "(host ipdrop.lab.test): TCP timeout"),
+        ("page-linking-the-registry", "builtin.ru_rkn_registry (built-in): it matched a page"),
+        ("news-quoting-a-blockpage", "the control's page matches it too"),
+        ("ipv6-blackhole", "over IPv6 only: TCP timeout connecting to 2001:db8:113::38"),
+        ("ipv4-blackhole", "over IPv4 only: TCP timeout connecting to 203.0.113.39"),
+        ("aaaa-injection", "answered one AAAA query for aaaa.lab.test 2 times"),
+    ],
+)
+def test_the_explanation_names_what_a_user_needs(results: Results, name: str, words: str) -> None:
+    assert words in explanation(results, name)
+
+
+def test_a_vantage_whose_ipv6_goes_nowhere_says_so_and_measures_ipv4(
+    results: Results,
+) -> None:
+    """Vantage b has an IPv6 route, but its ISP drops IPv6: the control helper answers over
+    IPv4 and not over IPv6, so no target's IPv6 is measured there."""
+    r = results["b"]["dual-stack"][-1]
+    assert explanation(results, "dual-stack", "b").endswith("IPv6 not measured")
+    probe = r["evidence"]["probe"]
+    note = next(n for n in probe["notes"] if n.startswith("IPv6 not measured"))
+    assert "answers over IPv4 but not over IPv6" in note
+    assert {t["family"] for t in probe["tcp"]} == {4}
+    a = results["a"]["dual-stack"][-1]["evidence"]["probe"]
+    assert {t["family"] for t in a["tcp"]} == {4, 6}
 
 
 def test_lab_demo_prints_every_scenario_beside_its_expected_verdict(netns_ok: None) -> None:

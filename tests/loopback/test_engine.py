@@ -204,3 +204,59 @@ async def test_many_targets_on_one_host_each_fetch_names_an_address_its_own_step
         assert f"served by {h.address}" in h.body_sample
         seen.add(h.address)
     assert len(seen) > 1  # the addresses really did take turns
+
+
+class DualStack(DNSServer):
+    """dual.test: 127.0.0.1 and ::1."""
+
+    def handle(self, query: dns.message.Message) -> Replies:
+        aaaa = query.question[0].rdtype == dns.rdatatype.AAAA
+        return [(0.0, self.answer(query, ["::1"] if aaaa else ["127.0.0.1"]))]
+
+
+@pytest.fixture
+async def dual_stack_origin(ca: trustme.CA) -> AsyncIterator[int]:
+    """One HTTPS site on 127.0.0.1 and ::1, the same port; each page names its address."""
+
+    async def page(request: web.Request) -> web.Response:
+        here = request.transport.get_extra_info("sockname")[0]  # type: ignore[union-attr]
+        return web.Response(text=f"<title>dual</title>served by {here}")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    ctx = server_context(ca, "dual.test")
+    first = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await first.start()
+    port = int(first._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    await web.TCPSite(runner, "::1", port, ssl_context=ctx).start()
+    yield port
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("ipv6", [True, False], ids=["with-ipv6", "without-ipv6"])
+async def test_both_families_are_measured_each_on_its_own_connection_unless_ipv6_is_missing(
+    dual_stack_origin: int, ca_file: str, ipv6: bool
+) -> None:
+    async with DualStack() as resolver:
+        s = settings(resolvers=(f"127.0.0.1:{resolver.port}",), ca_file=ca_file)
+        rt = await Runtime.open(s)
+        if not ipv6:  # what the once-per-run check finds on a vantage without IPv6
+            rt.network.ipv6_problem = "this vantage has no IPv6 route"
+        try:
+            t = Target.parse(f"https://dual.test:{dual_stack_origin}/")
+            result = await schedule.measure_and_judge(t, rt)
+        finally:
+            await rt.close()
+    m = result.measurement
+    assert result.verdict == "accessible", result.diagnosis.explanation
+    assert m.http is not None and m.http.family == 4 and "served by 127.0.0.1" in m.http.body_sample
+    if ipv6:
+        assert sorted(t.family for t in m.tls) == [4, 6]
+        assert m.http_ipv6 is not None and "served by ::1" in m.http_ipv6.body_sample
+        assert "; over IPv6: accessible (HTTP 200 'dual'" in result.diagnosis.explanation
+    else:
+        assert [t.family for t in m.tcp] == [4] and m.http_ipv6 is None
+        assert "IPv6 not measured: this vantage has no IPv6 route" in m.notes
+        assert result.diagnosis.explanation.endswith("IPv6 not measured")

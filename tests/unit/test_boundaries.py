@@ -510,21 +510,34 @@ def test_an_sni_reset_on_the_https_hop_of_an_http_url_is_tls_reset() -> None:
     assert v.explanation.startswith(f"redirect 1 of {CHAIN.url} to {NEXT} (host other.example)")
 
 
+FORGED = DNSObservation(
+    "192.0.2.53",
+    "udp",
+    "A",
+    0.02,
+    "NOERROR",
+    ("198.51.100.66",),
+    responses=(
+        DNSResponse(0.01, "NOERROR", ("198.51.100.66",)),
+        DNSResponse(0.05, "NOERROR", (B,)),
+    ),
+)
+
+
 def test_a_forged_answer_for_the_hops_host_is_a_dns_block() -> None:
-    forged = DNSObservation(
-        "192.0.2.53",
-        "udp",
-        "A",
-        0.02,
-        "NOERROR",
-        ("198.51.100.66",),
-        responses=(
-            DNSResponse(0.01, "NOERROR", ("198.51.100.66",)),
-            DNSResponse(0.05, "NOERROR", (B,)),
-        ),
-    )
-    hop = Hop(NEXT, (forged,), (tcp("198.51.100.66", "timeout"),))
+    hop = Hop(NEXT, (FORGED,), (tcp("198.51.100.66", "timeout"),))
     assert row(chain(hop, "timeout"))[0] == "dns/injected"
+
+
+def test_a_forged_answer_for_a_hop_is_a_block_even_where_the_real_one_got_through() -> None:
+    """The probe went on with the real answer and got the page; a browser takes the first."""
+    hop = Hop(NEXT, (FORGED,), (tcp("198.51.100.66", "timeout"), tcp(B)), (other(),))
+    h = page(url=CHAIN.url, hops=(HTTPHop(CHAIN.url, 302, NEXT, A),), final=NEXT, address=B)
+    meas = m([system(A)], [tcp()], [], [], replace(h, connections=(hop,)), target=CHAIN)
+    verdict, v = row(meas, control_chain(Hop(NEXT, (system(B),), (tcp(B),), (other(),))))
+    assert verdict == "dns/injected"
+    assert v.explanation.startswith(f"redirect 1 of {CHAIN.url} to {NEXT} (host other.example)")
+    assert v.summary.startswith("hop 1: ")
 
 
 def test_an_unreachable_hop_the_control_reaches_is_a_tcp_block() -> None:
@@ -597,7 +610,12 @@ def test_no_explanation_says_none() -> None:
         ),
         (page(failure="reset"), "before any byte of the response"),
         (replace(page(failure="stall"), received=500, last_byte=None), "after 500 bytes"),
-        (replace(page(failure="stall"), received=500, last_byte=0.25), "the last 0.25s after"),
+        (replace(page(failure="stall"), received=500, last_byte=0.25), "the last 250 ms after"),
+        (replace(page(failure="stall"), received=500, last_byte=1.5), "the last 1.50 s after"),
+        (
+            replace(page(failure="stall"), received=0, received_wire=4380, last_byte=0.05),
+            "the response began (4380 bytes of TLS records arrived, none whole), the last 50 ms",
+        ),
     ],
 )
 def test_how_far_a_failed_response_got(h: HTTPObservation, words: str) -> None:

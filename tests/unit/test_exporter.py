@@ -89,3 +89,17 @@ def test_render_is_exactly_what_prometheus_client_renders() -> None:
     c.relabel("vp2", "RU")
     assert render(c) == generate_latest(registry(c))
     assert b'vantage="vp2"' in render(c)
+
+
+def test_a_block_of_one_family_carries_ip_version_and_others_do_not() -> None:
+    c = ResultsCollector("vp1", "CN")
+    c.record(result("https://a.example/", Verdict.BLOCKED, Blocking(Layer.TCP, Method.TIMEOUT, 6)))
+    c.record(result("https://b.example/", Verdict.BLOCKED, Blocking(Layer.TCP, Method.TIMEOUT)))
+    text = generate_latest(registry(c)).decode()
+    blocking = [
+        line for line in text.splitlines() if line.startswith("censorprobe_target_blocking{")
+    ]
+    assert len(blocking) == 2
+    one = next(line for line in blocking if "a.example" in line)
+    assert 'ip_version="6"' in one and 'layer="tcp"' in one and 'method="timeout"' in one
+    assert "ip_version" not in next(line for line in blocking if "b.example" in line)

@@ -750,6 +750,13 @@ def test_a_redirect_to_another_site_is_still_a_diff() -> None:
 
 def test_a_stall_says_how_many_bytes_came_and_when() -> None:
     v = judge(m([system(A)], [tcp()], [tls()], [], STALLED), CONTROL)
-    assert "16384 bytes of the response arrived, the last 0.31s after the request" in v.explanation
+    assert "16384 bytes of the response arrived, the last 310 ms after the request" in v.explanation
     assert "neither FIN nor RST" in v.explanation and "after 16384 B" in v.summary
     assert judge(m([system(A)], [tcp()], [tls()], [], STALLED)).verdict == "inconclusive"
+
+
+def test_a_stall_inside_the_first_tls_record_counts_the_bytes_on_the_wire() -> None:
+    frozen = replace(STALLED, received=0, received_wire=4380)
+    v = judge(m([system(A)], [tcp()], [tls()], [], frozen), CONTROL)
+    assert (v.verdict, v.blocking) == ("blocked", Blocking("http", "stall"))
+    assert "after 4380 B" in v.summary
