@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from probe.model import Target, parse_resolver_address
+from probe.model import QUIC_MODES, Target, parse_resolver_address
 
 # libyaml's parser where PyYAML was built with it (its wheels are): ~20x faster on long lists
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -71,6 +71,9 @@ class Settings:
     # once a response began, this long without a byte before its end is a stall (default: half
     # the timeout)
     stall_after: float | None = None
+    # HTTP/3: "auto" where the site advertises it (Alt-Svc h3, to the probe or the control),
+    # "always", or "never"; a target's own `quic:` wins
+    quic: str = "auto"
 
     def __post_init__(self) -> None:
         for spec in self.resolvers:
@@ -92,15 +95,23 @@ class Settings:
         """The most one target may take, re-measurements and the control's answer included:
         TARGET_BOUND_FORMULA."""
         grace = CONTROL_GRACE if self.control else 0.0
-        return self.deadline + grace + self.retries * (self.retry_pause + self.deadline)
+        quic = self.quic_deadline if self.quic != "never" else 0.0
+        return self.deadline + grace + self.retries * (self.retry_pause + self.deadline) + quic
+
+    @property
+    def quic_deadline(self) -> float:
+        """The most the QUIC path of a target may take: QUIC_DEADLINE_FORMULA (a handshake and
+        the checks where it fails, the first byte, the body)."""
+        return 3 * self.timeout + self.stall
 
 
 CONTROL_GRACE = 5.0  # how much longer than the probe's deadline the control's answer may take
 # what a user reads in --help and the README; `Settings.deadline` and `.target_bound` compute them
 DEADLINE_FORMULA = "4 x timeout + throughput_window + stall_after"
+QUIC_DEADLINE_FORMULA = "3 x timeout + stall_after"
 TARGET_BOUND_FORMULA = (
     f"deadline + {CONTROL_GRACE:g} s (with a control, for its answer) "
-    "+ retries x (retry_pause + deadline)"
+    f"+ retries x (retry_pause + deadline) + {QUIC_DEADLINE_FORMULA} (unless quic: never)"
 )
 
 
@@ -361,6 +372,13 @@ def _country(value: Any) -> str:
     return text.upper()
 
 
+def _quic_mode(value: Any) -> str:
+    text = _text(value)
+    if text not in QUIC_MODES:
+        raise ValueError(f"expected one of {', '.join(QUIC_MODES)}, got {text!r}")
+    return text
+
+
 def _url(value: Any) -> str:
     text = _text(value)
     if urlsplit(text).scheme not in ("http", "https") or not urlsplit(text).hostname:
@@ -386,6 +404,7 @@ _SETTING_TYPES: dict[str, Callable[[Any], Any]] = {
     "retries": _non_negative(int),
     "retry_pause": _non_negative(float),
     "stall_after": _positive(float),
+    "quic": _quic_mode,
 }
 _SETTING_LISTS: dict[str, Callable[[str], str]] = {
     "resolvers": check_resolver,
@@ -464,20 +483,33 @@ def _entries(
 
 def _services(w: _Walker, node: yaml.Node) -> list[Target]:
     out: list[Target] = []
-    for where, e in _entries(w, node, "services", ("name", "urls"), ("category",)):
+    for where, e in _entries(w, node, "services", ("name", "urls"), ("category", "quic")):
         name = w.string(e["name"], f"{where}.name")
         category = w.string(e["category"], f"{where}.category") if "category" in e else ""
-        out.extend(_urls(w, e["urls"], f"{where}.urls", name, category))
+        quic = _quic_of(w, e, where)
+        urls = _urls(w, e["urls"], f"{where}.urls", name, category)
+        out.extend(replace(t, quic=quic) for t in urls)
     return out
+
+
+def _quic_of(w: _Walker, e: dict[str, yaml.Node], where: str) -> str:
+    """A target's own QUIC mode ("" where it has none: the settings' applies)."""
+    if "quic" not in e:
+        return ""
+    try:
+        return _quic_mode(w.scalar(e["quic"], f"{where}.quic"))
+    except ValueError as exc:
+        raise w.fail(e["quic"], f"{where}.quic", str(exc)) from None
 
 
 def _targets(w: _Walker, node: yaml.Node) -> list[Target]:
     out: list[Target] = []
-    for where, e in _entries(w, node, "targets", ("url",), ("service", "category")):
+    for where, e in _entries(w, node, "targets", ("url",), ("service", "category", "quic")):
         service = w.string(e["service"], f"{where}.service") if "service" in e else ""
         category = w.string(e["category"], f"{where}.category") if "category" in e else ""
         try:
-            out.append(Target.parse(w.string(e["url"], f"{where}.url"), service, category))
+            target = Target.parse(w.string(e["url"], f"{where}.url"), service, category)
         except ValueError as exc:
             raise w.fail(e["url"], f"{where}.url", str(exc)) from None
+        out.append(replace(target, quic=_quic_of(w, e, where)))
     return out

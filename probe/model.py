@@ -38,6 +38,7 @@ class Target:
     url: str
     service: str
     category: str = ""
+    quic: str = ""  # its own QUIC mode (auto, always, never); "" for the settings'
 
     @property
     def host(self) -> str:
@@ -281,6 +282,59 @@ class HTTPObservation:
 
 
 @dataclass(frozen=True, slots=True)
+class QUICObservation:
+    """One QUIC attempt at one address: `kind` "sni" is a handshake with the real SNI, "harmless"
+    one with the SNI check's name, "version" a version-negotiation ping (no SNI at all)."""
+
+    address: str
+    port: int
+    sni: str
+    elapsed: float
+    failure: Failure | None = None
+    error: str | None = None
+    version: str | None = None  # the QUIC version the handshake settled on
+    alpn: str | None = None
+    certificate: Certificate | None = None
+    verified: bool = False
+    kind: str = "sni"
+    family: int = 0  # derived from the address
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "family", family(self.address))
+
+
+@dataclass(frozen=True, slots=True)
+class HTTP3Observation:
+    """An HTTP/3 GET on a QUIC connection: the status, the page's title, length and hash."""
+
+    url: str
+    elapsed: float
+    failure: Failure | None = None
+    error: str | None = None
+    status: int | None = None
+    title: str = ""
+    body_length: int = 0
+    body_sha256: str | None = None
+    ttfb: float | None = None
+    received: int = 0  # body bytes that arrived (the body is kept up to the cap)
+
+
+@dataclass(frozen=True, slots=True)
+class QUICPath:
+    """The target over QUIC and HTTP/3: why it was tried (`tried`: "alt-svc" where the probe's
+    HTTPS answer advertised h3, "control" where the control's did, "always") or why not
+    (`skipped`), each address's handshake, the checks where the real SNI failed, the GET."""
+
+    tried: str | None = None
+    skipped: str | None = None
+    port: int = 443
+    handshakes: tuple[QUICObservation, ...] = ()
+    checks: tuple[QUICObservation, ...] = ()  # harmless SNI, version pings
+    http3: HTTP3Observation | None = None
+    unsupported: bool = False  # skipped because nobody sees the site advertise HTTP/3
+
+
+@dataclass(frozen=True, slots=True)
 class Measurement:
     """Everything one vantage observed for one target."""
 
@@ -297,6 +351,7 @@ class Measurement:
     notes: tuple[str, ...] = ()  # what the probe chose not to do, and why
     deadline: float = 0.0  # seconds the target was given
     ran_out: Step | None = None  # the step during which that deadline ran out
+    quic: QUICPath | None = None  # the QUIC/HTTP/3 path (https targets)
 
     def addresses(self) -> list[str]:
         """Every distinct address the resolvers returned, in order of appearance."""
@@ -345,9 +400,11 @@ class Control:
     error: str | None = None  # why the control could not answer
 
 
-# The control helper's API (POST /api/v1/measure). Version 2 added `deadline`; a helper answers
-# any version, ignoring fields it does not know, so a fleet of mixed versions keeps working.
-CONTROL_API_VERSION = 2
+# The control helper's API (POST /api/v1/measure). Version 2 added `deadline`, version 3 `quic`
+# (the target's QUIC mode: the helper measures HTTP/3 by the same rule); a helper answers any
+# version, ignoring fields it does not know, so a fleet of mixed versions keeps working.
+CONTROL_API_VERSION = 3
+QUIC_MODES = ("auto", "always", "never")
 MAX_CONTROL_ADDRESSES = 16
 
 
@@ -358,12 +415,14 @@ class ControlRequest:
     url: str
     addresses: tuple[str, ...] = ()  # the vantage's addresses for the host: genuine or not?
     deadline: float | None = None  # seconds the probe waits for the answer (version 2)
+    quic: str = "auto"  # the target's QUIC mode (version 3)
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"version": CONTROL_API_VERSION, "url": self.url}
         doc["addresses"] = list(self.addresses)
         if self.deadline is not None:
             doc["deadline"] = self.deadline
+        doc["quic"] = self.quic
         return doc
 
     @classmethod
@@ -393,7 +452,9 @@ class ControlRequest:
             or not 0 < deadline < 3600
         ):
             raise ValueError("'deadline' must be a number of seconds, more than 0")
-        request = cls(target.url, tuple(dict.fromkeys(addresses)), deadline)
+        quic = doc.get("quic")  # a mode a later version adds is measured as "auto"
+        quic = quic if isinstance(quic, str) and quic in QUIC_MODES else "auto"
+        request = cls(target.url, tuple(dict.fromkeys(addresses)), deadline, quic)
         return request, target
 
 
@@ -405,6 +466,7 @@ class Result:
     finished: float = 0.0
     vantage: str = ""
     country: str = ""
+    quic: Diagnosis | None = None  # the QUIC/HTTP/3 path's own verdict, beside the target's
 
     @property
     def verdict(self) -> Verdict:
@@ -432,6 +494,7 @@ class Result:
             "attempts": d.attempts,
             "agreed": d.agreed,
             "fingerprints_ignored": list(d.ignored),
+            "quic": convert(self.quic),
             "evidence": {"probe": convert(m), "control": convert(self.control)},
             "timings": dict(m.timings),
         }

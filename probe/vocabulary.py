@@ -27,6 +27,8 @@ class Failure(StrEnum):
     NO_ANSWER = "no_answer"
     # the response began to arrive, then no byte came for `stall_after` before its end
     STALL = "stall"
+    # QUIC: a CONNECTION_CLOSE, or a Version Negotiation without a common version
+    CLOSE = "close"
     # the peer sent something that is not the protocol (garbage DNS, junk TLS, bad HTTP)
     PROTOCOL = "protocol"
     # the address policy refused the destination: never contacted
@@ -49,6 +51,9 @@ class Verdict(StrEnum):
     THROTTLED = "throttled"
     DOWN = "down"  # fails from the control too: not censorship
     INCONCLUSIVE = "inconclusive"
+    # the QUIC path only: no HTTP/3 anywhere (the site does not speak it), or not tried here
+    UNSUPPORTED = "unsupported"
+    NOT_MEASURED = "not_measured"
 
     @property
     def is_block(self) -> bool:
@@ -67,6 +72,15 @@ TARGET_VERDICTS = (
     Verdict.THROTTLED,
     Verdict.DOWN,
     Verdict.INCONCLUSIVE,
+)
+# The QUIC path's verdicts, in the order of `censorprobe_target_quic_verdict`.
+QUIC_VERDICTS = (
+    Verdict.ACCESSIBLE,
+    Verdict.BLOCKED,
+    Verdict.DOWN,
+    Verdict.INCONCLUSIVE,
+    Verdict.UNSUPPORTED,
+    Verdict.NOT_MEASURED,
 )
 
 
@@ -88,6 +102,8 @@ STYLES = {
     Verdict.DOWN: Style(3, 3, "#6639ba", "purple", "35"),
     Verdict.THROTTLED: Style(4, 1, "#bc4c00", "orange", "33;1"),
     Verdict.BLOCKED: Style(5, 0, "#cf222e", "red", "31;1"),
+    Verdict.UNSUPPORTED: Style(0, 5, "#8c959f", "text", "90"),
+    Verdict.NOT_MEASURED: Style(0, 6, "#8c959f", "text", "90"),
 }
 
 
@@ -148,4 +164,5 @@ class Step(StrEnum):
     TCP_TLS = "tcp_tls"
     SNI_CHECK = "sni_check"
     HTTP = "http"
+    QUIC = "quic"
     TOTAL = "total"

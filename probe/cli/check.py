@@ -99,6 +99,12 @@ def add_parser(sub: Subcommands) -> None:
         help="at the end, list on stderr the blockpage fingerprints that matched pages the "
         "control received too (false positives of a shared list: report them upstream)",
     )
+    check.add_argument(
+        "--fail-on-quic",
+        action="store_true",
+        help="exit 1 when an HTTP/3 path is blocked too (by default only the target's verdict, "
+        "over TCP, sets the exit status)",
+    )
     check.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
 
 
@@ -149,6 +155,8 @@ def command(args: argparse.Namespace) -> int:
     def on_result(index: int, result: Result) -> None:
         output.add(index, result)
         verdicts[result.verdict] += 1
+        if args.fail_on_quic and result.quic is not None and result.quic.verdict.is_block:
+            verdicts[Verdict.BLOCKED] += 1
         for ignored in result.diagnosis.ignored:
             fingerprint, _, why = ignored.rpartition(": ")
             if why == CONTROL_MATCHES_TOO:

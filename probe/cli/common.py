@@ -136,6 +136,12 @@ def measure_flags(p: argparse.ArgumentParser) -> None:
         "(default: half the timeout)",
     )
     p.add_argument(
+        "--quic",
+        choices=("auto", "always", "never"),
+        help="measure HTTP/3 too: auto (default) where the site advertises it (Alt-Svc h3, to "
+        "this vantage or the control), always, or never; a target's own `quic:` wins",
+    )
+    p.add_argument(
         "--shard",
         metavar="i/n",
         help="measure only shard i (0-based) of n, split by a stable hash of the URL: for several "
@@ -156,6 +162,7 @@ _FLAG_SETTINGS = {
     "retries": "retries",
     "retry_pause": "retry_pause",
     "stall_after": "stall_after",
+    "quic": "quic",
     "interval": "interval",
 }
 

@@ -15,7 +15,7 @@ from typing import BinaryIO
 from xml.etree import ElementTree as ET
 
 from probe.config import Settings
-from probe.model import Result
+from probe.model import Diagnosis, Result
 from probe.vocabulary import Verdict
 
 FORMATS = ("table", "json", "jsonl", "prometheus", "junit")
@@ -33,6 +33,7 @@ class Row:
     summary: str
     explanation: str
     seconds: float
+    quic: Diagnosis | None  # the HTTP/3 path's verdict, where the target has one
 
     @classmethod
     def of(cls, index: int, r: Result) -> Row:
@@ -46,7 +47,16 @@ class Row:
             d.summary,
             d.explanation,
             r.measurement.timings.get("total", 0.0),
+            r.quic,
         )
+
+    @property
+    def http3(self) -> str:
+        """The HTTP/3 path in a few words: "blocked quic/timeout, SNI-based", "accessible"…"""
+        q = self.quic
+        if q is None:
+            return "-"
+        return f"{q.verdict} {q.summary}" if q.verdict.is_block else str(q.verdict)
 
 
 class Output:
@@ -138,13 +148,10 @@ OUTPUTS: dict[str, type[Output]] = {
 
 
 def format_junit(rows: list[Row], settings: Settings) -> str:
-    """One test case per URL: blocked/throttled fail, inconclusive/down are skipped."""
-    suite = ET.Element(
-        "testsuite",
-        name=f"censorprobe {settings.vantage} ({settings.country})",
-        tests=str(len(rows)),
-    )
-    failures = skipped = 0
+    """One test case per URL, and one per HTTP/3 path: blocked/throttled fail,
+    inconclusive/down (and an HTTP/3 path unsupported or not measured) are skipped."""
+    suite = ET.Element("testsuite", name=f"censorprobe {settings.vantage} ({settings.country})")
+    tests, failures, skipped = len(rows), 0, 0
     for r in rows:
         case = ET.SubElement(
             suite, "testcase", classname=r.service, name=r.url, time=f"{r.seconds:.3f}"
@@ -156,6 +163,20 @@ def format_junit(rows: list[Row], settings: Settings) -> str:
         elif r.verdict != Verdict.ACCESSIBLE:
             skipped += 1
             ET.SubElement(case, "skipped", message=f"{r.verdict}: {r.explanation}")
+        if r.quic is None:
+            continue
+        tests += 1  # the HTTP/3 path is a test case of its own
+        q = r.quic
+        case = ET.SubElement(suite, "testcase", classname=r.service, name=f"{r.url} (HTTP/3)")
+        if q.verdict.is_block:
+            failures += 1
+            ET.SubElement(
+                case, "failure", message=f"HTTP/3 {q.verdict} {q.summary}"
+            ).text = q.explanation
+        elif q.verdict != Verdict.ACCESSIBLE:
+            skipped += 1
+            ET.SubElement(case, "skipped", message=f"HTTP/3 {q.verdict}: {q.explanation}")
+    suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("skipped", str(skipped))
     return (
@@ -164,13 +185,19 @@ def format_junit(rows: list[Row], settings: Settings) -> str:
 
 
 def format_table(rows: list[Row], color: bool = False) -> str:
-    cells = [("SERVICE", "URL", "VERDICT", "LAYER/METHOD", "EVIDENCE", "TIME")]
+    cells = [("SERVICE", "URL", "VERDICT", "LAYER/METHOD", "EVIDENCE", "HTTP/3", "TIME")]
     cells += [
-        (r.service, r.url, r.verdict, r.blocking or "-", r.summary, f"{r.seconds:.1f}s")
+        (r.service, r.url, r.verdict, r.blocking or "-", r.summary, r.http3, f"{r.seconds:.1f}s")
         for r in rows
     ]
-    text = columns(cells, limits=(18, 44, 12, 22, 48, 7), color_column=2 if color else None)
+    limits = (18, 44, 12, 26, 44, 36, 7)
+    text = columns(cells, limits=limits, color_column=2 if color else None)
     why = [f"{r.url}: {r.explanation}" for r in rows if r.verdict != Verdict.ACCESSIBLE]
+    why += [
+        f"{r.url} (HTTP/3): {r.quic.explanation}"
+        for r in rows
+        if r.quic is not None and r.quic.verdict in (Verdict.BLOCKED, Verdict.DOWN)
+    ]
     return text + ("\n" + "\n".join(why) + "\n" if why else "")
 
 

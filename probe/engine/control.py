@@ -20,7 +20,8 @@ MAX_ANSWER_BYTES = 8 << 20
 
 async def ask(rt: Runtime, target: Target, addresses: list[str], deadline: float) -> Control:
     """The control's view of `target`; one retry, then a Control that says why it failed. Takes
-    at most `deadline` + CONTROL_GRACE seconds (the helper is told the deadline)."""
+    at most `deadline` + CONTROL_GRACE seconds (the helper is told the deadline), and the QUIC
+    deadline more where the helper measures HTTP/3 too."""
     import aiohttp
 
     from probe.measure.doh import read_capped
@@ -29,8 +30,12 @@ async def ask(rt: Runtime, target: Target, addresses: list[str], deadline: float
     assert s.control is not None
     url = s.control.rstrip("/") + "/api/v1/measure"
     headers = {"Authorization": f"Bearer {s.control_token}"} if s.control_token else {}
-    body = ControlRequest(target.url, tuple(addresses[:MAX_CONTROL_ADDRESSES]), deadline).to_json()
-    end = time.perf_counter() + deadline + CONTROL_GRACE
+    quic = target.quic or s.quic
+    request = ControlRequest(target.url, tuple(addresses[:MAX_CONTROL_ADDRESSES]), deadline, quic)
+    # the helper measures HTTP/3 after the rest, within its own deadline
+    extra = s.quic_deadline if quic != "never" and target.scheme == "https" else 0.0
+    body = request.to_json()
+    end = time.perf_counter() + deadline + extra + CONTROL_GRACE
     error = ""
     for attempt in range(2):
         start = time.perf_counter()

@@ -28,6 +28,8 @@ from probe.model import (
     HTTPHop,
     HTTPObservation,
     Measurement,
+    QUICObservation,
+    QUICPath,
     Target,
     TCPObservation,
     TLSObservation,
@@ -435,4 +437,94 @@ async def measure(
         tuple(flow.notes),
         deadline=budget.seconds,
         ran_out=ran_out,
+    )
+
+
+def _advertised(h: HTTPObservation | None, host: str) -> int | None:
+    """The HTTP/3 port the site's HTTPS answer offers (`Alt-Svc: h3`), if it is this host's."""
+    if h is None or h.failure is not None or url_parts(_final(h)).host != host:
+        return None
+    from probe.measure.quic import advertised_port
+
+    return advertised_port(h.headers.get("alt-svc"))
+
+
+def _final(h: HTTPObservation) -> str:
+    return h.final_url or h.url
+
+
+async def measure_quic(
+    target: Target, rt: Runtime, m: Measurement, control: Measurement | None
+) -> QUICPath | None:
+    """The target over QUIC and HTTP/3 (https targets), as its mode says: `auto` where the site
+    advertises HTTP/3 to the probe or to the control (whose TCP path a censor does not block),
+    `always`, or `never`. Within its own deadline (`Settings.quic_deadline`)."""
+    if target.scheme != "https":
+        return None
+    s = rt.settings
+    mode = target.quic or s.quic
+    if mode == "never":
+        return QUICPath(skipped="quic: never")
+    if rt.network.quic_problem:
+        return QUICPath(skipped=f"no QUIC from this vantage: {rt.network.quic_problem}")
+    port, tried = target.port, "always"
+    if mode == "auto":
+        mine = _advertised(m.http, target.host)
+        theirs = _advertised(control.http, target.host) if control is not None else None
+        if mine is None and theirs is None:
+            return QUICPath(
+                skipped="the site advertises no HTTP/3 (no Alt-Svc h3 on its HTTPS answer, to "
+                "the probe or the control)",
+                unsupported=True,
+            )
+        port, tried = (mine, "alt-svc") if mine is not None else (theirs or target.port, "control")
+    flow = _Flow(target, rt, Budget(s.quic_deadline))
+    addresses = flow.choose(m.addresses() or [target.host])
+    if not addresses:
+        return QUICPath(tried=tried, port=port, skipped="; ".join(flow.notes) or "no address")
+    from probe.measure import quic
+
+    limits = quic.Limits(s.timeout, s.stall, s.body_cap, flow.budget.end)
+    attempts = await asyncio.gather(
+        *(
+            quic.handshake_and_get(
+                a,
+                port,
+                target.host,
+                target.url,
+                verify=True,
+                ca_file=s.ca_file,
+                limits=limits,
+                policy=rt.policy,
+            )
+            for a in addresses
+        )
+    )
+    handshakes = tuple(h for h, _ in attempts)
+
+    async def harmless(address: str) -> QUICObservation:
+        """The SNI check's name, unverified: does the address speak QUIC to another name?"""
+        h, _ = await quic.handshake_and_get(
+            address,
+            port,
+            s.sni_check_name,
+            None,
+            verify=False,
+            ca_file=None,
+            limits=limits,
+            policy=rt.policy,
+        )
+        return replace(h, kind="harmless")
+
+    failed = [h.address for h in handshakes if h.failure in (Failure.TIMEOUT, Failure.CLOSE)]
+    checks = await asyncio.gather(
+        *(harmless(a) for a in failed),
+        *(quic.version_ping(a, port, limits.wait(s.timeout), rt.policy) for a in failed),
+    )
+    return QUICPath(
+        tried=tried,
+        port=port,
+        handshakes=handshakes,
+        checks=tuple(checks),
+        http3=next((g for _, g in attempts if g is not None), None),
     )

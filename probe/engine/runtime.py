@@ -59,27 +59,77 @@ class Transport:
 
 # A documentation address: connecting a UDP socket to it looks the route up and sends nothing.
 IPV6_ROUTE_CHECK = ("2001:db8::1", 443)
-IPV6_CHECK_EVERY = 60.0  # seconds a finding is reused (a serve round checks again after that)
+CHECK_EVERY = 60.0  # seconds a finding is reused (a serve round checks again after that)
+QUIC_CHECK_TIMEOUT = 3.0  # a version negotiation answers within a round trip
 
 
 class Network:
     """What this vantage's network can do, found once per run, not per target: whether it has
-    working IPv6. Without it every dual-stack target would fail over IPv6, and a vantage whose
-    IPv6 is broken must say "not measured", never "blocked"."""
+    working IPv6, and whether its UDP/443 reaches the internet (QUIC). Without that every
+    dual-stack target would fail over IPv6, and every HTTP/3 path on a network that filters UDP
+    (hotels, offices) would fail: such a vantage must say "not measured", never "blocked"."""
 
     def __init__(self) -> None:
         self.ipv6_problem: str | None = None  # why IPv6 cannot be measured here
+        self.quic_problem: str | None = None  # why QUIC cannot be measured here
         self._checked: float | None = None
 
     async def check(self, settings: Settings) -> None:
         """Look again, unless the last look is recent."""
         now = time.monotonic()
-        if self._checked is not None and now - self._checked < IPV6_CHECK_EVERY:
+        if self._checked is not None and now - self._checked < CHECK_EVERY:
             return
         self._checked = now
-        self.ipv6_problem = await _ipv6_problem(settings)
+        self.ipv6_problem, self.quic_problem = await asyncio.gather(
+            _ipv6_problem(settings), _quic_problem(settings)
+        )
         if self.ipv6_problem:
             log.info("IPv6 not measured: %s", self.ipv6_problem)
+        if self.quic_problem:
+            log.info("QUIC not measured: %s", self.quic_problem)
+
+
+async def _control_addresses(settings: Settings) -> dict[int, str]:
+    """The control helper's first address of each family, from its URL."""
+    if not settings.control:
+        return {}
+    parts = url_parts(settings.control)
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(settings.timeout):
+            infos = await loop.getaddrinfo(parts.host, parts.port, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError):
+        return {}  # the control's own trouble, reported where it is asked
+    first: dict[int, str] = {}
+    for fam, _, _, _, sockaddr in infos:
+        first.setdefault(fam, str(sockaddr[0]))
+    return first
+
+
+async def _quic_problem(settings: Settings) -> str | None:
+    """The control helper answers QUIC version negotiation on UDP 443 and on its own port: an
+    answer on its port but none on 443 means this vantage's UDP/443 is filtered. No answer on
+    either (an older helper, one that cannot bind 443) tells nothing."""
+    if settings.quic == "never":
+        return None
+    first = await _control_addresses(settings)
+    address = first.get(socket.AF_INET) or first.get(socket.AF_INET6)
+    if address is None:
+        return None
+    from probe.measure.quic import version_ping
+
+    port = url_parts(settings.control or "").port
+    wait = min(settings.timeout, QUIC_CHECK_TIMEOUT)
+    policy = AddressPolicy.open()  # the user's own helper, wherever it is
+    on_443, on_port = await asyncio.gather(
+        version_ping(address, 443, wait, policy), version_ping(address, port, wait, policy)
+    )
+    if on_443.failure is None or on_port.failure is not None:
+        return None
+    return (
+        f"the control helper answers QUIC on UDP {port} but not on UDP 443 ({on_443.error}): "
+        "UDP/443 is filtered from here"
+    )
 
 
 async def _ipv6_problem(settings: Settings) -> str | None:
@@ -90,23 +140,13 @@ async def _ipv6_problem(settings: Settings) -> str | None:
             sock.connect(IPV6_ROUTE_CHECK)
     except OSError as exc:
         return f"this vantage has no IPv6 route ({describe(exc)})"
-    if not settings.control:
-        return None
-    parts = url_parts(settings.control)
-    loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(settings.timeout):
-            infos = await loop.getaddrinfo(parts.host, parts.port, type=socket.SOCK_STREAM)
-    except (OSError, TimeoutError):
-        return None  # the control's own trouble, reported where it is asked
-    first: dict[int, str] = {}
-    for fam, _, _, _, sockaddr in infos:
-        first.setdefault(fam, str(sockaddr[0]))
+    first = await _control_addresses(settings)
     if socket.AF_INET6 not in first or socket.AF_INET not in first:
         return None
+    port = url_parts(settings.control or "").port
     v6, v4 = await asyncio.gather(
-        _connects(first[socket.AF_INET6], parts.port, settings.timeout),
-        _connects(first[socket.AF_INET], parts.port, settings.timeout),
+        _connects(first[socket.AF_INET6], port, settings.timeout),
+        _connects(first[socket.AF_INET], port, settings.timeout),
     )
     if v6 is None or v4 is not None:
         return None

@@ -13,6 +13,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 from probe.config import Settings
 from probe.engine import flow
@@ -20,8 +21,8 @@ from probe.engine.control import ask
 from probe.engine.runtime import Runtime
 from probe.measure.failure import describe
 from probe.model import Control, Diagnosis, Measurement, Result, Target
-from probe.verdict import judge, settle
-from probe.vocabulary import Verdict
+from probe.verdict import judge, judge_quic, settle
+from probe.vocabulary import Step, Verdict
 
 OnResult = Callable[[int, Result], None]
 
@@ -74,6 +75,7 @@ async def measure_and_judge(
     try:
         first = await flow.measure(target, rt, flow.Budget(seconds), on_dns=ask_control)
         control = await asked[0] if asked else None
+        first = await _with_quic(target, rt, first, control)
         diagnosis, control = _judge(rt, first, control)
         diagnoses, last = [diagnosis], first
         for _ in range(s.retries if retries is None else retries):
@@ -88,8 +90,20 @@ async def measure_and_judge(
         for task in asked:
             task.cancel()
     diagnosis, used = settle(diagnoses)
-    m = first if used == 0 else last
-    return Result(m, diagnosis, control, time.time(), s.vantage, s.country)
+    m = first if used == 0 else replace(last, quic=first.quic)
+    quic = judge_quic(first.quic, control)
+    return Result(m, diagnosis, control, time.time(), s.vantage, s.country, quic)
+
+
+async def _with_quic(
+    target: Target, rt: Runtime, m: Measurement, control: Control | None
+) -> Measurement:
+    """The measurement with its QUIC path, once: HTTP/3 is not re-measured."""
+    start = time.perf_counter()
+    path = await flow.measure_quic(target, rt, m, control.measurement if control else None)
+    if path is None:
+        return m
+    return replace(m, quic=path, timings={**m.timings, str(Step.QUIC): time.perf_counter() - start})
 
 
 async def _all(tasks: Sequence[asyncio.Future[None]]) -> object:

@@ -5,14 +5,15 @@ For each target it measures DNS, TCP, TLS and HTTP as the probe does — its own
 vantage's, so the vantage learns which of its addresses are genuine for the host — and answers
 with observations in the probe's own model.
 
-API (version 2; a request of any version is answered, unknown fields ignored):
-    POST /api/v1/measure   {"version": 2, "url": "https://…/", "addresses": ["192.0.2.1", …],
-                            "deadline": 50}
-                           -> 200 {"version": 2, "control": {measurement, validation, error}}
+API (version 3; a request of any version is answered, unknown fields ignored):
+    POST /api/v1/measure   {"version": 3, "url": "https://…/", "addresses": ["192.0.2.1", …],
+                            "deadline": 50, "quic": "auto"}
+                           -> 200 {"version": 3, "control": {measurement, validation, error}}
                            400 malformed · 401 bad token · 403 refused destination
                            413 request too large · 503 too busy
-    GET  /api/v1           -> {"version": 2, "in_flight": n, "max_in_flight": n, …}
+    GET  /api/v1           -> {"version": 3, "in_flight": n, "max_in_flight": n, …}
     GET  /healthz          -> ok
+    UDP, the same port and 443: QUIC version negotiation, for vantages that check their UDP/443
 
 It fetches URLs for others, so its address policy refuses loopback, private, link-local and
 other special-purpose destinations (unless a `--public-range` includes them) at connect time,
@@ -24,7 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
+from dataclasses import replace
+from typing import Any
 
 from aiohttp import web
 
@@ -45,7 +49,9 @@ from probe.policy import AddressPolicy, is_ip_literal
 from probe.vocabulary import Step
 
 MAX_REQUEST_BYTES = 16 * 1024
+QUIC_PORT = 443  # where vantages check their UDP/443 (see VersionNegotiation)
 QUEUE_FACTOR = 8  # requests waiting beyond concurrency * this are answered 503
+log = logging.getLogger("censorprobe")
 
 
 class ControlService:
@@ -150,7 +156,49 @@ class ControlService:
                     )
                 )
             )
-        return Control(m, tuple(t for t in validation if t.connected))
+        quic = await flow.measure_quic(replace(target, quic=asked.quic), rt, m, None)
+        return Control(replace(m, quic=quic), tuple(t for t in validation if t.connected))
+
+
+class VersionNegotiation(asyncio.DatagramProtocol):
+    """Answers a QUIC Initial of a version other than 1 with a Version Negotiation, as a QUIC
+    server does (RFC 9000 §6): a vantage pings it once per run to learn whether its UDP/443
+    reaches the internet (`probe.engine.runtime.Network`). The answer is much smaller than the
+    1,200-byte Initial it answers, so it cannot amplify anything."""
+
+    transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if len(data) < 1200 or not data[0] & 0x80 or data[1:5] in (b"\0\0\0\0", b"\0\0\0\1"):
+            return
+        dcid = data[6 : 6 + data[5]]
+        rest = data[6 + data[5] :]
+        if len(dcid) != data[5] or not rest or len(rest) < 1 + rest[0]:
+            return
+        scid = rest[1 : 1 + rest[0]]
+        reply = b"\x80\0\0\0\0" + bytes([len(scid)]) + scid + bytes([len(dcid)]) + dcid
+        if self.transport is not None:
+            self.transport.sendto(reply + (1).to_bytes(4, "big"), addr)
+
+
+async def version_negotiation(host: str, ports: tuple[int, ...]) -> list[asyncio.DatagramTransport]:
+    """The Version Negotiation responder on UDP `ports` of `host`; a port that cannot be bound
+    (443 without privileges) is logged and left out."""
+    loop = asyncio.get_running_loop()
+    out = []
+    for port in dict.fromkeys(ports):
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                VersionNegotiation, local_addr=(host, port)
+            )
+        except OSError as exc:
+            log.warning("QUIC version negotiation not answered on UDP %s:%d: %s", host, port, exc)
+            continue
+        out.append(transport)
+    return out
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -172,5 +220,10 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with serving(service.app(), host, port, Guard(max_connections)):
-        await stop.wait()
+    responders = await version_negotiation(host, (port, QUIC_PORT))
+    try:
+        async with serving(service.app(), host, port, Guard(max_connections)):
+            await stop.wait()
+    finally:
+        for transport in responders:
+            transport.close()

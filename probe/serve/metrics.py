@@ -24,10 +24,10 @@ from prometheus_client.utils import floatToGoString
 
 from probe import __version__
 from probe.model import Blocking, Result
-from probe.vocabulary import TARGET_VERDICTS, Step
+from probe.vocabulary import QUIC_VERDICTS, TARGET_VERDICTS, Step
 
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-STEPS = (Step.DNS, Step.TCP_TLS, Step.SNI_CHECK, Step.HTTP, Step.TOTAL)
+STEPS = (Step.DNS, Step.TCP_TLS, Step.SNI_CHECK, Step.HTTP, Step.QUIC, Step.TOTAL)
 
 
 def target_label(url: str) -> str:
@@ -68,6 +68,14 @@ TARGET_FAMILIES = (
         "When the latest measurement of the target finished",
     ),
     ("censorprobe_http_throughput_bytes_per_second", "Body throughput of the latest HTTP fetch"),
+    (
+        "censorprobe_target_quic_verdict",
+        "1 for the latest verdict of the target's HTTP/3 path, 0 for the others",
+    ),
+    (
+        "censorprobe_target_quic_blocking",
+        "1 while the target's HTTP/3 path is blocked, by layer and method",
+    ),
 )
 Samples = list[tuple[dict[str, str], float]]
 
@@ -89,11 +97,17 @@ class _Series:
         }
         b = r.diagnosis.blocking
         h = r.measurement.http
+        q = r.quic
+        qb = q.blocking if q is not None else None
         self.samples: list[Samples] = [
             [({**base, "verdict": v}, 1.0 if r.verdict == v else 0.0) for v in TARGET_VERDICTS],
             [(_blocking_labels(base, b), 1.0)] if b is not None else [],
             [(base, r.finished)],
             [(base, h.throughput)] if h is not None and h.throughput is not None else [],
+            [({**base, "verdict": v}, 1.0 if q.verdict == v else 0.0) for v in QUIC_VERDICTS]
+            if q is not None
+            else [],
+            [({**base, "layer": qb.layer, "method": qb.method}, 1.0)] if qb is not None else [],
         ]
         self.text = [
             "".join(_line(name, labels, value) for labels, value in samples)

@@ -37,6 +37,18 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
+def _http3(r: Result) -> str:
+    """The HTTP/3 path's verdict as a badge, its explanation on hover (— for none)."""
+    q = r.quic
+    if q is None:
+        return "—"
+    how = f" {html.escape(str(q.summary))}" if q.verdict.is_block else ""
+    return (
+        f'<span class=v style="background:{q.verdict.style.colour}" '
+        f'title="{html.escape(q.explanation)}">{html.escape(q.verdict)}</span>{how}'
+    )
+
+
 def render(
     results: Sequence[Result],
     vantage: str,
@@ -62,6 +74,7 @@ def render(
             f"<td class=url>{html.escape(t.url)}</td>"
             f'<td><span class=v style="background:{d.verdict.style.colour}">'
             f"{html.escape(d.verdict)}</span> {html.escape(how)}</td>"
+            f"<td>{_http3(r)}</td>"
             f"<td class=why>{html.escape(d.explanation)}</td>"
             f'<td class=when title="{stamp}">{_ago(max(0.0, now - r.finished))}</td>'
             f'<td><a href="result?url={quote(t.url, safe="")}">evidence</a></td>'
@@ -74,7 +87,7 @@ def render(
     )
     body = (
         "\n".join(rows)
-        or "<tr><td colspan=6>No measurement yet: the first round is running.</td></tr>"
+        or "<tr><td colspan=7>No measurement yet: the first round is running.</td></tr>"
     )
     warning = f"<p class=problem>{html.escape(problem)}</p>" if problem else ""
     return f"""<!doctype html>
@@ -87,7 +100,7 @@ def render(
 <div class=meta>{len(results)} targets · {html.escape(round_info)} · censorprobe {__version__} ·
 <a href=metrics>metrics</a> · <a href=results>results (JSON)</a></div>
 {warning}<div class=counts>{badges}</div>
-<table><thead><tr><th>Service</th><th>URL</th><th>Verdict</th><th>Why</th><th>Measured</th><th></th></tr></thead>
+<table><thead><tr><th>Service</th><th>URL</th><th>Verdict</th><th>HTTP/3</th><th>Why</th><th>Measured</th><th></th></tr></thead>
 <tbody>
 {body}
 </tbody></table></body></html>

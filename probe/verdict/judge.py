@@ -173,12 +173,8 @@ def _control_only(control: Control | None, f: int) -> Control | None:
     if control is None or control.measurement is None:
         return control
     if not any(t.family == f for t in control.measurement.tcp):
-        return Control(None, error=f"it did not measure IPv{f}")
-    return Control(
-        _only(control.measurement, f),
-        tuple(t for t in control.validation if t.family == f),
-        control.error,
-    )
+        return Control(None, error=f"the control did not measure IPv{f}")
+    return Control(_only(control.measurement, f), control.validation, control.error)
 
 
 def _combine(judged: list[tuple[int, _Context, Diagnosis]]) -> Diagnosis:
@@ -211,6 +207,8 @@ def _beside(judged: list[tuple[int, _Context, Diagnosis]], f: int) -> str:
     g, gx, gd = next(j for j in judged if j[0] != f)
     if not gx.m.tcp:
         return f"IPv{g} not measured"
+    if gd.verdict == Verdict.INCONCLUSIVE and gx.control is not None and gx.c is None:
+        return f"over IPv{g}: not compared ({gx.control.error}; {gd.summary})"
     return f"over IPv{g}: {gd.verdict} ({gd.summary})"
 
 
@@ -223,7 +221,7 @@ def _down(explanation: str, summary: str) -> Diagnosis:
     return Diagnosis(Verdict.DOWN, None, f"{explanation}: not censorship", summary)
 
 
-def _most_common(failures: Iterable[Failure | None]) -> Failure:
+def most_common(failures: Iterable[Failure | None]) -> Failure:
     """The failure most steps had (the first by name among equals)."""
     counts = Counter(f for f in failures if f is not None)
     return max(sorted(counts), key=lambda f: counts[f])
@@ -242,15 +240,13 @@ def _dns_injection(x: _Context) -> Diagnosis | None:
     if not injected:
         return None
     obs, d = injected[0]
-    forged = {QTYPE_FAMILY.get(o.qtype) for o, _ in injected}
-    f = QTYPE_FAMILY.get(obs.qtype)
-    clean = [
-        o
-        for o in x.m.dns
-        if o.addresses and QTYPE_FAMILY.get(o.qtype) not in (f, None) and _injected(x, o) is None
-    ]
-    if f is None or len(forged) > 1 or not clean:
-        return d
+    if {o.qtype for o, _ in injected} not in ({"A"}, {"AAAA"}):
+        return d  # both types forged (or by a resolver asked for both at once)
+    other_type = "AAAA" if obs.qtype == "A" else "A"
+    clean = [o for o in x.m.dns if o.qtype == other_type and o.addresses]
+    if not clean:
+        return d  # nothing to compare with: the name may have no records of the other type
+    f = QTYPE_FAMILY[obs.qtype]
     assert d.blocking is not None
     other = clean[0]
     return replace(
@@ -403,7 +399,7 @@ def _tcp(x: _Context) -> Diagnosis | None:
     tcp = x.m.tcp
     if not tcp or any(t.failure is None for t in tcp):
         return None
-    failure = _most_common(t.failure for t in tcp)
+    failure = most_common(t.failure for t in tcp)
     if failure not in TCP_FAILURES:
         return None
     tried = [(t, x.control_tcp(t.address)) for t in tcp]
@@ -417,7 +413,7 @@ def _tcp(x: _Context) -> Diagnosis | None:
             f"TCP {failure}; control connects",
         )
     if all(c is not None for _, c in tried):
-        c_fail = _most_common(c.failure for _, c in tried if c is not None)
+        c_fail = most_common(c.failure for _, c in tried if c is not None)
         return _down(
             f"TCP {failure} to {tcp[0].address}:{tcp[0].port}, and the control fails "
             f"too ({c_fail})",
@@ -430,7 +426,7 @@ def _tls(x: _Context) -> Diagnosis | None:
     tls = x.m.tls
     if not tls or any(t.failure is None for t in tls):
         return None
-    failure = _most_common(t.failure for t in tls)
+    failure = most_common(t.failure for t in tls)
     if failure == F.INVALID_CERTIFICATE:
         return _interception(x, tls)
     if failure not in TLS_FAILURES:
@@ -465,7 +461,7 @@ def _tls(x: _Context) -> Diagnosis | None:
     if same:
         return _down(
             f"{head}, and the control's handshake fails too "
-            f"({_most_common(c.failure for c in same)})",
+            f"({most_common(c.failure for c in same)})",
             f"TLS {failure} everywhere",
         )
     return None

@@ -74,7 +74,7 @@ async def test_measures_a_target_and_answers_in_the_probes_model(
     url, _ = await control(public=("127.0.0.0/8",))
     status, doc = await post(url, {"url": f"http://127.0.0.1:{port}/", "addresses": ["127.0.0.1"]})
     assert status == 200
-    assert doc["version"] == 2
+    assert doc["version"] == 3
     m = doc["control"]["measurement"]  # type: ignore[index]
     assert m["http"]["status"] == 200 and m["http"]["title"] == "origin"
     assert [t["failure"] for t in m["tcp"]] == [None]

@@ -612,6 +612,8 @@ def test_no_explanation_says_none() -> None:
         (replace(page(failure="stall"), received=500, last_byte=None), "after 500 bytes"),
         (replace(page(failure="stall"), received=500, last_byte=0.25), "the last 250 ms after"),
         (replace(page(failure="stall"), received=500, last_byte=1.5), "the last 1.50 s after"),
+        (replace(page(failure="stall"), received=500, last_byte=1.0), "the last 1.00 s after"),
+        (replace(page(failure="stall"), received=500, last_byte=0.999), "the last 999 ms after"),
         (
             replace(page(failure="stall"), received=0, received_wire=4380, last_byte=0.05),
             "the response began (4380 bytes of TLS records arrived, none whole), the last 50 ms",
@@ -643,3 +645,22 @@ def test_a_header_fingerprint_counts_even_on_a_validated_https_page() -> None:
     fp = Fingerprint("t.server", "header.server", "full", "filter-box", source="test")
     v = judge(meas, None, (fp,), PUBLIC)
     assert str(v.blocking) == "http/blockpage" and "t.server (test)" in v.explanation
+
+
+@pytest.mark.parametrize(
+    ("h", "summary"),
+    [
+        (page(failure="reset"), "HTTP reset; control loads"),
+        (replace(page(failure="reset"), received_wire=300), "HTTP reset; control loads"),
+        (replace(page(failure="reset"), received=1), "HTTP reset after 1 B; control loads"),
+        (
+            replace(page(failure="stall"), received_wire=4380),
+            "HTTP stall after 4380 B; control loads",
+        ),
+    ],
+)
+def test_the_summary_counts_the_bytes_of_the_response(h: HTTPObservation, summary: str) -> None:
+    """Bytes of TLS records count only for a stall (a reset after session tickets arrived is not
+    a response that began)."""
+    _, v = row(m([system(A)], [tcp()], [tls()], [], h), CONTROL)
+    assert v.summary == summary

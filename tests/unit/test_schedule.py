@@ -69,7 +69,7 @@ async def test_a_block_is_measured_again_after_the_pause_and_confirmed(
     script = Script(first, BLOCKED)
     r = await judged(monkeypatch, script)
     assert (r.verdict, r.diagnosis.attempts, r.diagnosis.agreed) == ("blocked", 2, 2)
-    assert r.measurement is first  # the first says how: later ones may see a residual penalty
+    assert r.measurement.tcp is first.tcp  # the first says how: later ones may see a penalty
     assert script.started[1] - script.started[0] >= 0.2
     assert asked == [T.url]  # once per target, whatever the re-measurements
 
@@ -79,7 +79,7 @@ async def test_a_block_not_seen_again_keeps_the_last_measurements_evidence(
 ) -> None:
     r = await judged(monkeypatch, Script(BLOCKED, FINE))
     assert (r.verdict, r.diagnosis.attempts, r.diagnosis.agreed) == ("accessible", 2, 1)
-    assert r.measurement is FINE
+    assert r.measurement.http is FINE.http
 
 
 async def test_retries_bound_the_measurements(
