@@ -10,7 +10,9 @@ benchmarking range), served by nginx (session tickets and cache off, so every fe
 handshake) with a certificate from a throwaway CA, names resolved by dnsmasq. Of every ten
 targets eight are served, one is silently dropped (nft drop: a TCP timeout) and one reset (nft
 reject with a TCP RST). An nft counter in the server namespace counts UDP datagrams to port 443
-(QUIC), which neither tool should send here.
+(QUIC), which neither tool should send here (nginx advertises no HTTP/3), and Python's import log
+(PYTHONPROFILEIMPORTTIME) says whether censorprobe imported aioquic at all. The cost of trying
+HTTP/3 on every target is measured apart: `--censorprobe-args "--quic always"`.
 
 Each run measures, for each tool in turn (the order alternates between runs): wall time, CPU
 seconds of its process tree, peak RSS summed over its process tree (sampled every 20 ms, and never
@@ -320,12 +322,15 @@ class Figures:
     served_done: float
     right: int
     total: int
+    aioquic: bool | None = None  # censorprobe: whether the run imported aioquic
 
     def row(self) -> str:
+        imported = "" if self.aioquic is None else f"  aioquic imported: {self.aioquic}"
         return (
             f"{self.tool:18} wall {self.wall:6.2f} s  cpu {self.cpu:6.2f} s "
             f"({self.cpu / self.total * 1000:5.2f} ms/target)  peak RSS {self.rss_mb:6.1f} MB  "
             f"served done by {self.served_done:6.2f} s  verdicts right {self.right}/{self.total}"
+            f"{imported}"
         )
 
 
@@ -359,7 +364,9 @@ def run_censorprobe(n: int, concurrency: int, state: Path, extra: list[str]) -> 
     )
     start_wall = time.time()
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stderr=(state / "censorprobe.err").open("w"))
+    # Python lists every module it imports on stderr: was aioquic among them?
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    proc = subprocess.Popen(cmd, stderr=(state / "censorprobe.err").open("w"), env=env)
     with TreeMemory(proc.pid) as mem:
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -373,9 +380,12 @@ def run_censorprobe(n: int, concurrency: int, state: Path, extra: list[str]) -> 
         right += (r["verdict"] == "accessible") == served
         if served:
             done = max(done, r["finished"] - start_wall)
-    return Figures(
-        "censorprobe", wall, usage.ru_utime + usage.ru_stime, mem.mb, done, right, len(results)
+    imported = any(
+        line.split("|")[-1].strip() == "aioquic"
+        for line in (state / "censorprobe.err").read_text().splitlines()
     )
+    cpu = usage.ru_utime + usage.ru_stime
+    return Figures("censorprobe", wall, cpu, mem.mb, done, right, len(results), imported)
 
 
 def blackbox_config(n: int, state: Path) -> Path:

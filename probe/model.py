@@ -369,10 +369,12 @@ class Blocking:
     layer: Layer
     method: Method
     ip_version: int | None = None  # 4 or 6 where only that family is blocked
+    sni_based: bool | None = None  # an HTTP/3 block: by the name in the Initial, or not
 
     def __str__(self) -> str:
         family = f" (IPv{self.ip_version} only)" if self.ip_version else ""
-        return f"{self.layer}/{self.method}{family}"
+        how = {True: ", SNI-based", False: ", not SNI-based", None: ""}[self.sni_based]
+        return f"{self.layer}/{self.method}{family}{how}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,20 @@ BLOCKING_WORDS = (
 )
 
 
+HTTP3_WORDS = (
+    "The HTTP/3 (QUIC) path has its own verdict beside the target's: unsupported where the site "
+    "speaks no HTTP/3 anywhere, not_measured where this vantage did not try; a quic/… block says "
+    "whether the censor read the SNI in the Initial (the explanation, via /result)."
+)
+TABLE_OF_LABELS = [
+    {"id": "labelsToFields", "options": {"mode": "columns"}},
+    {
+        "id": "organize",
+        "options": {"excludeByName": {"Time": True, "Value": True, "__name__": True, "job": True}},
+    },
+]
+
+
 def target(expr: str, legend: str = "", instant: bool = False, ref: str = "A") -> dict[str, Any]:
     return {
         "datasource": DATASOURCE,
@@ -209,20 +223,29 @@ def overview() -> dict[str, Any]:
                 12,
                 8,
                 description=BLOCKING_WORDS,
-                transformations=[
-                    {"id": "labelsToFields", "options": {"mode": "columns"}},
-                    {
-                        "id": "organize",
-                        "options": {
-                            "excludeByName": {
-                                "Time": True,
-                                "Value": True,
-                                "__name__": True,
-                                "job": True,
-                            }
-                        },
-                    },
+                transformations=TABLE_OF_LABELS,
+            ),
+            panel(
+                "stat",
+                "HTTP/3 blocked while HTTPS is open, by country",
+                [
+                    target(
+                        "count by (country) (censorprobe_target_quic_blocking == 1 and on "
+                        "(service_name, target, vantage, country) "
+                        'censorprobe_target_verdict{verdict="accessible"} == 1)',
+                        "{{country}}",
+                        instant=True,
+                    )
                 ],
+                0,
+                27,
+                12,
+                5,
+                description=HTTP3_WORDS,
+                fieldConfig={
+                    "defaults": {"color": {"mode": "fixed", "fixedColor": "orange"}},
+                    "overrides": [],
+                },
             ),
         ],
     )
@@ -268,6 +291,29 @@ def per_service() -> dict[str, Any]:
                 10,
                 description=BLOCKING_WORDS,
                 options={"showValue": "never"},
+            ),
+            panel(
+                "table",
+                "HTTP/3 per service and country ($service)",
+                [
+                    target(
+                        "max by (service_name, country, verdict) "
+                        '(censorprobe_target_quic_verdict{service_name=~"$service"} == 1)',
+                        instant=True,
+                    ),
+                    target(
+                        "max by (service_name, country, layer, method) "
+                        '(censorprobe_target_quic_blocking{service_name=~"$service"} == 1)',
+                        instant=True,
+                        ref="B",
+                    ),
+                ],
+                0,
+                28,
+                24,
+                8,
+                description=HTTP3_WORDS,
+                transformations=TABLE_OF_LABELS,
             ),
             panel(
                 "timeseries",

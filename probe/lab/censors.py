@@ -22,6 +22,10 @@ def isp_rules() -> list[Rule]:
         "tls_intercept": (443, lab.ISP_INTERCEPTOR),
     }
     for s in lab.scenarios():
+        if s.technique == "quic_udp":  # all UDP/443 to the address: QUIC, whatever the name
+            rules.append(
+                ["-A", "FORWARD", "-d", s.address, "-p", "udp", "--dport", "443", "-j", "DROP"]
+            )
         if s.technique in dnat:
             port, to = dnat[s.technique]
             rules.append(
@@ -43,6 +47,29 @@ def isp_rules() -> list[Rule]:
                 ]
             )
     return rules
+
+
+def border_nat_rules() -> list[Rule]:
+    """UDP/443 to a QUIC-censored address goes to the border's QUIC relay (quiccensor.py)."""
+    return [
+        [
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-d",
+            s.address,
+            "-p",
+            "udp",
+            "--dport",
+            "443",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            f"{relay[0]}:{relay[1]}",
+        ]
+        for s, relay in lab.quic_censored()
+    ]
 
 
 def isp_rules6() -> list[Rule]:
@@ -102,7 +129,7 @@ def border_rules() -> list[Rule]:
             )
         elif t == "ip_reset":
             rules.append([*fwd, "-d", s.address, "-p", "tcp", *RESET])
-        elif t == "sni_reset":
+        elif t in ("sni_reset", "quic_tcp_reset"):  # over TCP only: QUIC is UDP
             rules.append([*fwd, *_name(s.host, port=443), *RESET])
         elif t == "sni_drop":
             rules.append([*fwd, *_name(s.host, port=443), "-j", "DROP"])

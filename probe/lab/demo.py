@@ -29,7 +29,10 @@ def targets_file(state: Path) -> Path:
             "control": f"http://{lab.CONTROL_HOST}:{lab.CONTROL_PORT}",
             "retry_pause": lab.RESIDUAL_SECONDS + 2,  # outlast the lab's residual blocking
         },
-        "targets": [{"url": s.url, "service": s.name} for s in lab.scenarios()],
+        "targets": [
+            {"url": s.url, "service": s.name, **({"quic": s.quic_mode} if s.quic_mode else {})}
+            for s in lab.scenarios()
+        ],
     }
     path = state / "lab-targets.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -71,10 +74,28 @@ def run_vantage(vantage: str, state: Path) -> dict[str, Any]:
     return {r["service"]: r for r in results}
 
 
-def got(result: dict[str, Any]) -> str:
-    """The diagnosis as the scenario file's `Expect` prints it."""
-    b = result["blocking"] or {}
-    return str(lab.Expect(result["verdict"], b.get("layer"), b.get("method"), b.get("ip_version")))
+def got(result: dict[str, Any], s: lab.Scenario) -> str:
+    """The diagnosis as the scenario file's `Expect` prints it (and the HTTP/3 path's, where the
+    scenario is about it)."""
+    tcp = _as_expect(result["verdict"], result["blocking"])
+    if s.expect_quic is None:
+        return tcp
+    q = result["quic"] or {"verdict": "none", "blocking": None}
+    return f"{tcp} · HTTP/3 {_as_expect(q['verdict'], q['blocking'])}"
+
+
+def expected(s: lab.Scenario, vantage: str) -> str:
+    e = str(s.expected(vantage))
+    return f"{e} · HTTP/3 {s.expect_quic}" if s.expect_quic is not None else e
+
+
+def _as_expect(verdict: str, blocking: dict[str, Any] | None) -> str:
+    b = blocking or {}
+    return str(
+        lab.Expect(
+            verdict, b.get("layer"), b.get("method"), b.get("ip_version"), b.get("sni_based")
+        )
+    )
 
 
 def demo(out: TextIO) -> int:
@@ -102,12 +123,12 @@ def demo(out: TextIO) -> int:
     for s in lab.scenarios():
         cells = []
         for v in lab.VANTAGES:
-            seen = got(by_vantage[v][s.name])
-            ok = seen == str(s.expected(v))
+            seen = got(by_vantage[v][s.name], s)
+            ok = seen == expected(s, v)
             misses += not ok
             cells.append(f"{'✓' if ok else '✗'} {seen}")
         also = "".join(f"; {v}: {e}" for v, e in s.expect_by_vantage.items())
-        rows.append((s.name, s.technique, f"{s.expect}{also}", *cells))
+        rows.append((s.name, s.technique, f"{expected(s, 'a')}{also}", *cells))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")

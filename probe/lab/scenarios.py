@@ -25,6 +25,7 @@ CONTROL_ADDRESS6 = "2001:db8:113::100"
 CONTROL_PORT = 8080
 FORGED_ADDRESS = "203.0.113.66"  # what the injector answers: assigned to nothing
 FORGED_ADDRESS6 = "2001::cb00:7142"  # its AAAA answer: Teredo (2001::/32), as the GFW's
+QUIC_CENSOR = ("198.18.3.2", 4433)  # the border's QUIC relay (see quiccensor.py): port + index
 NATIONAL_BLOCKPAGE_HOST = (
     "warning.rt.ru"  # the 302 target, as Rostelecom's; resolved only in the lab
 )
@@ -65,8 +66,14 @@ TECHNIQUES = frozenset(
         "ipv6_drop",
         "ipv4_drop",
         "aaaa_injection",
+        "quic",
+        "quic_sni",
+        "quic_udp",
+        "quic_tcp_reset",
     }
 )
+# origins that speak HTTP/3 (and advertise it)
+QUIC_TECHNIQUES = frozenset({"quic", "quic_sni", "quic_udp", "quic_tcp_reset"})
 PAGES = frozenset({"quote", "registry"})
 
 
@@ -76,12 +83,14 @@ class Expect:
     layer: str | None = None
     method: str | None = None
     ip_version: int | None = None
+    sni_based: bool | None = None  # for an HTTP/3 block: read from the Initial's SNI, or not
 
     def __str__(self) -> str:
         if not self.layer:
             return self.verdict
         family = f" (IPv{self.ip_version} only)" if self.ip_version else ""
-        return f"{self.verdict} {self.layer}/{self.method}{family}"
+        how = {True: ", SNI-based", False: ", not SNI-based", None: ""}[self.sni_based]
+        return f"{self.verdict} {self.layer}/{self.method}{family}{how}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +107,8 @@ class Scenario:
     redirect: str | None = None
     page: str | None = None
     expect_by_vantage: dict[str, Expect] = field(default_factory=dict)
+    quic_mode: str | None = None
+    expect_quic: Expect | None = None
 
     def expected(self, vantage: str) -> Expect:
         return self.expect_by_vantage.get(vantage, self.expect)
@@ -110,7 +121,15 @@ def scenarios() -> tuple[Scenario, ...]:
     out = []
     for row in yaml.safe_load(text)["scenarios"]:
         by_vantage = {v: Expect(**e) for v, e in row.get("expect_by_vantage", {}).items()}
-        s = Scenario(**{**row, "expect": Expect(**row["expect"]), "expect_by_vantage": by_vantage})
+        quic = Expect(**row["expect_quic"]) if "expect_quic" in row else None
+        s = Scenario(
+            **{
+                **row,
+                "expect": Expect(**row["expect"]),
+                "expect_by_vantage": by_vantage,
+                "expect_quic": quic,
+            }
+        )
         if s.technique not in TECHNIQUES:
             raise ValueError(f"scenarios.yaml: {s.name}: unknown technique {s.technique!r}")
         if s.page is not None and s.page not in PAGES:
@@ -126,6 +145,13 @@ def scenarios() -> tuple[Scenario, ...]:
     return tuple(out)
 
 
+def quic_censored() -> list[tuple[Scenario, tuple[str, int]]]:
+    """The scenarios the border's QUIC censor relays, each with the relay's address."""
+    host, port = QUIC_CENSOR
+    quic_sni = [s for s in scenarios() if s.technique == "quic_sni"]
+    return [(s, (host, port + i)) for i, s in enumerate(quic_sni)]
+
+
 def by_technique(technique: str) -> Scenario:
     return next(s for s in scenarios() if s.technique == technique)
 
@@ -139,6 +165,14 @@ def origin_addresses() -> list[str]:
         if s.other_address:
             out.append(s.other_address)
     return out
+
+
+def expected_quic(s: Scenario) -> Expect | None:
+    """The HTTP/3 path's expected verdict: as the file says, else `unsupported` for https (no
+    lab origin but the QUIC ones advertises HTTP/3), none for http."""
+    if s.expect_quic is not None:
+        return s.expect_quic
+    return Expect("unsupported") if s.url.startswith("https://") else None
 
 
 def origin_addresses6() -> list[str]:

@@ -1,10 +1,11 @@
 """The lab's servers, one process per namespace: `python -m probe.lab.servers ROLE STATE_DIR`.
 
 - internet: the zone's resolver (answering DNS_DELAY late, as a distant resolver does) and the
-  origins, a distinct page per host name over HTTP and HTTPS, a large object for throughput;
+  origins, a distinct page per host name over HTTP and HTTPS (and HTTP/3 for the QUIC ones,
+  advertised with Alt-Svc), a large object for throughput;
 - isp: the ISP's resolver (lying for some names, forwarding the rest across the border), its
   blockpage server, the 302 redirector and the TLS interceptor;
-- border: the on-path DNS injector;
+- border: the on-path DNS injector and the QUIC censor (a relay that reads the Initial's SNI);
 - control: the control helper, in the internet namespace, outside every censor.
 
 Each writes `STATE_DIR/ROLE.ready` once it serves.
@@ -17,6 +18,7 @@ import asyncio
 import html
 import signal
 import ssl
+from functools import partial
 from pathlib import Path
 
 import dns.asyncquery
@@ -26,10 +28,12 @@ import dns.rdatatype
 from aiohttp import web
 
 from probe.config import Settings
-from probe.helper.server import ControlService
+from probe.helper.server import QUIC_PORT, ControlService, version_negotiation
 from probe.lab import scenarios as lab
 from probe.lab.dnsserver import DNSServer, Replies
+from probe.lab.h3server import H3Server
 from probe.lab.injector import Injector
+from probe.lab.quiccensor import QUICCensor
 
 BLOCKPAGE = """<html><head><meta charset="utf-8"><title>Доступ ограничен</title></head>
 <body><h1>Доступ к информационному ресурсу ограничен</h1>
@@ -120,6 +124,8 @@ async def origin(request: web.BaseRequest) -> web.StreamResponse:
     page = s.page if s is not None else None
     content = {"quote": QUOTE, "registry": REGISTRY}.get(page or "", "<p>lorem</p>" * 40)
     headers = {"Server": "lab-origin"}
+    if s is not None and s.technique in lab.QUIC_TECHNIQUES:
+        headers["Alt-Svc"] = 'h3=":443"; ma=3600'  # as real sites advertise HTTP/3
     if s is not None and s.technique == "freeze":
         headers.update(FREEZE_HEADERS)
         content = "<p>" + "lorem ipsum " * (FREEZE_PAGE_BYTES // 12) + "</p>"
@@ -136,7 +142,12 @@ async def internet(state: Path) -> list[object]:
     handler = web.Server(origin)
     hosts = [*lab.origin_addresses(), *lab.origin_addresses6()]
     tls = _tls_context(state / "origin.pem")
-    return [resolver, await _serve(handler, hosts, 80), await _serve(handler, hosts, 443, tls)]
+    h3 = [
+        await H3Server(s.address, 443, state / "origin-cert.pem", state / "origin-key.pem").start()
+        for s in lab.scenarios()
+        if s.technique in lab.QUIC_TECHNIQUES
+    ]
+    return [resolver, await _serve(handler, hosts, 80), await _serve(handler, hosts, 443, tls), *h3]
 
 
 # --- isp ------------------------------------------------------------------------------------
@@ -207,9 +218,19 @@ async def isp(state: Path) -> list[object]:
 async def border(state: Path) -> list[object]:
     names = {s.host for s in lab.scenarios() if s.technique == "dns_injection"}
     aaaa = {s.host for s in lab.scenarios() if s.technique == "aaaa_injection"}
+    loop = asyncio.get_running_loop()
+    relays = []
+    for s, relay in lab.quic_censored():
+        censor = QUICCensor((s.address, 443), {s.host})
+        relays.append(await loop.create_datagram_endpoint(partial(_same, censor), local_addr=relay))
     return [
         Injector("to-isp", names, lab.FORGED_ADDRESS, aaaa, lab.FORGED_ADDRESS6).start(),
+        *relays,
     ]
+
+
+def _same(protocol: QUICCensor) -> QUICCensor:
+    return protocol
 
 
 async def control(state: Path) -> list[object]:
@@ -223,9 +244,11 @@ async def control(state: Path) -> list[object]:
     service = ControlService(settings, token=None, concurrency=16)
     app_runner = web.AppRunner(service.app(), handle_signals=False)
     await app_runner.setup()
+    answering = []
     for address in (lab.CONTROL_ADDRESS, lab.CONTROL_ADDRESS6):
         await web.TCPSite(app_runner, address, lab.CONTROL_PORT).start()
-    return [app_runner]
+        answering += await version_negotiation(address, (lab.CONTROL_PORT, QUIC_PORT))
+    return [app_runner, *answering]
 
 
 ROLES = {"internet": internet, "isp": isp, "border": border, "control": control}

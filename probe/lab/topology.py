@@ -237,7 +237,11 @@ def up() -> float:
             _run("ip", "-n", ns(name), "route", "add", *route)
     # the freeze censor counts each connection's bytes
     _in("border", "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1", check=False)
-    rules_by_ns = {"isp": censors.isp_rules(), "border": censors.border_rules(), **HOST_RULES}
+    rules_by_ns = {
+        "isp": censors.isp_rules(),
+        "border": censors.border_rules() + censors.border_nat_rules(),
+        **HOST_RULES,
+    }
     for name, rules in rules_by_ns.items():
         for rule in rules:
             _in(name, "iptables", "-w", *rule)
@@ -254,7 +258,11 @@ def _write_certificates(state: Path) -> None:
     ca = trustme.CA(organization_name="censorprobe lab CA")
     ca.cert_pem.write_to_path(str(state / "ca.pem"))
     names = [f"*.{lab.ZONE}", lab.ZONE]
-    ca.issue_cert(*names).private_key_and_cert_chain_pem.write_to_path(str(state / "origin.pem"))
+    origin = ca.issue_cert(*names)
+    origin.private_key_and_cert_chain_pem.write_to_path(str(state / "origin.pem"))
+    # the same, apart, for the HTTP/3 origins (aioquic reads the chain and the key apart)
+    origin.cert_chain_pems[0].write_to_path(str(state / "origin-cert.pem"))
+    origin.private_key_pem.write_to_path(str(state / "origin-key.pem"))
     rogue = trustme.CA(organization_name="ISP Interception CA")
     rogue.issue_cert(*names).private_key_and_cert_chain_pem.write_to_path(
         str(state / "intercept.pem")

@@ -10,6 +10,7 @@ The socket is connected to the one address, so an ICMP port unreachable ends the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import html
 import os
@@ -18,7 +19,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from probe.measure.failure import classify
 from probe.measure.tls import summarize
@@ -62,31 +63,63 @@ def _client_class() -> type:
     """The protocol class, built on first use (aioquic imported only then)."""
     from aioquic.asyncio.protocol import QuicConnectionProtocol
     from aioquic.h3.connection import H3Connection
-    from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
+    from aioquic.quic.events import (
+        ConnectionTerminated,
+        HandshakeCompleted,
+        QuicEvent,
+        StreamReset,
+    )
 
     class Client(QuicConnectionProtocol):
-        """Queues the HTTP/3 events of its one request, and how the connection ended."""
+        """Queues the HTTP/3 events of its one request, and says how the handshake ended (by
+        its own events: aioquic's `wait_connected` misses a handshake that completes before
+        its waiter exists, which uvloop's order of callbacks allows)."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.h3 = H3Connection(self._quic)
             self.events: asyncio.Queue[Any] = asyncio.Queue()
             self.terminated: ConnectionTerminated | None = None
-            self.refused = asyncio.Event()  # an ICMP port unreachable arrived
+            self.ended = asyncio.Event()  # connected, closed, or refused: the handshake is over
+            self.connected = False
+            self.refused = False  # an ICMP port unreachable arrived
 
         def quic_event_received(self, event: QuicEvent) -> None:
+            if isinstance(event, HandshakeCompleted):
+                self.connected = True
+                self.ended.set()
             if isinstance(event, ConnectionTerminated):
                 self.terminated = event
+                self.ended.set()
                 self.events.put_nowait(event)
             elif isinstance(event, StreamReset):
                 self.events.put_nowait(event)
             for h3_event in self.h3.handle_event(event):
                 self.events.put_nowait(h3_event)
 
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(cast(asyncio.BaseTransport, _Connected(transport)))
+
         def error_received(self, exc: Exception) -> None:
-            self.refused.set()
+            if isinstance(exc, ConnectionRefusedError):
+                self.refused = True
+                self.ended.set()
 
     return Client
+
+
+class _Connected:
+    """The socket is connected to its one peer: datagrams go without an address (uvloop refuses
+    an address on a connected socket; asyncio ignores it)."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        self.transport.sendto(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
 
 
 _CLIENT: type | None = None
@@ -164,23 +197,15 @@ async def _handshake(
 ) -> QUICObservation:
     start = time.perf_counter()
     client.connect(peer)
-    connected = asyncio.ensure_future(client.wait_connected())
-    refused = asyncio.ensure_future(client.refused.wait())
-    try:
-        done, _ = await asyncio.wait(
-            (connected, refused),
-            timeout=limits.wait(limits.timeout),
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-    finally:
-        for task in (connected, refused):
-            task.cancel()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(limits.wait(limits.timeout)):
+            await client.ended.wait()
     elapsed = time.perf_counter() - start
-    if refused in done:
+    if client.refused:
         return QUICObservation(
             address, port, sni, elapsed, Failure.REFUSED, "ICMP port unreachable: no QUIC there"
         )
-    if connected in done and connected.exception() is None:
+    if client.connected:
         quic = client._quic
         der = _peer_certificate(quic)
         return QUICObservation(
@@ -327,7 +352,7 @@ async def version_ping(
                 answer.set_result(data)
 
         def error_received(self, exc: Exception) -> None:
-            if not answer.done():
+            if not answer.done() and isinstance(exc, OSError):
                 answer.set_exception(exc)
 
     try:
@@ -337,7 +362,7 @@ async def version_ping(
         return QUICObservation(address, port, "", 0.0, failure, error, kind="version")
     transport, _ = await loop.create_datagram_endpoint(Ping, sock=sock)
     try:
-        transport.sendto(_grease_initial())
+        transport.sendto(_grease_initial())  # no address: the socket is connected
         async with asyncio.timeout(timeout):
             data = await answer
     except TimeoutError:

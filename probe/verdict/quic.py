@@ -117,13 +117,8 @@ def _http3(path: QUICPath, theirs: QUICPath | None) -> Diagnosis:
 
 
 def _blocked(layer: Layer, failure: Failure, explanation: str, sni: bool | None) -> Diagnosis:
-    how = {True: ", SNI-based", False: ", not SNI-based", None: ""}[sni]
-    return Diagnosis(
-        Verdict.BLOCKED,
-        Blocking(layer, Method(failure)),
-        f"HTTP/3 blocked: {explanation}",
-        f"{layer}/{failure}{how}",
-    )
+    blocking = Blocking(layer, Method(failure), sni_based=sni)
+    return Diagnosis(Verdict.BLOCKED, blocking, f"HTTP/3 blocked: {explanation}", str(blocking))
 
 
 def _inconclusive(explanation: str) -> Diagnosis:

@@ -241,3 +241,41 @@ def test_vantage_b_has_an_ipv6_route_that_goes_nowhere(lab_up: Path) -> None:
     cmd = ["curl", "-sS", "-6", "--connect-timeout", "2", "--cacert", str(lab_up / "ca.pem"), url]
     assert in_vantage(*cmd, vantage="b").returncode == CURL_TIMEOUT
     assert in_vantage(*cmd, vantage="a").returncode == CURL_OK
+
+
+QUIC_ATTEMPT = (
+    "import asyncio, sys, time\n"
+    "from probe.measure import quic\n"
+    "from probe.policy import AddressPolicy\n"
+    "address, sni = sys.argv[1], sys.argv[2]\n"
+    "limits = quic.Limits(2.0, 1.0, 1 << 20, time.perf_counter() + 5)\n"
+    "h, _ = asyncio.run(quic.handshake_and_get(address, 443, sni, None, verify=False,"
+    " ca_file=None, limits=limits, policy=AddressPolicy.open()))\n"
+    "print(h.failure)\n"
+)
+
+
+def quic_handshake(address: str, sni: str, where: str = "vantage") -> str:
+    cmd = [sys.executable, "-c", QUIC_ATTEMPT, address, sni]
+    out = in_vantage(*cmd) if where == "vantage" else in_internet(*cmd)
+    return out.stdout.strip() or out.stderr[-300:]
+
+
+def test_the_quic_censor_drops_a_flow_by_the_sni_in_its_initial(lab_up: Path) -> None:
+    s = scenario("quic-sni-block")
+    assert quic_handshake(s.address, s.host) == "timeout"
+    assert quic_handshake(s.address, "example.com") == "None"  # the same address, another name
+    assert quic_handshake(s.address, s.host, where="internet") == "None"
+
+
+def test_the_isp_drops_all_udp_443_to_one_address(lab_up: Path) -> None:
+    s = scenario("quic-udp-block")
+    assert quic_handshake(s.address, "example.com") == "timeout"
+    assert quic_handshake(s.address, s.host, where="internet") == "None"
+    assert quic_handshake(scenario("quic-open").address, "quic.lab.test") == "None"
+
+
+def test_quic_origins_advertise_http3_and_the_others_do_not(lab_up: Path) -> None:
+    quic_origin = curl(lab_up, "-sI", scenario("quic-open").url).stdout.lower()
+    assert 'alt-svc: h3=":443"' in quic_origin
+    assert "alt-svc" not in curl(lab_up, "-sI", "https://ok.lab.test/").stdout.lower()

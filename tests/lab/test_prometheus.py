@@ -41,6 +41,23 @@ def test_prometheus_sees_every_scenario_from_both_vantages(rounds: Rounds) -> No
             family = str(e.ip_version) if e.ip_version else None
             expected = (e.layer, e.method, family) if e.layer else None
             assert blocking.get((country, s.name)) == expected, (country, s.name)
+    quic = {
+        (s["metric"]["country"], s["metric"]["service_name"]): s["metric"]["verdict"]
+        for s in prometheus_query("censorprobe_target_quic_verdict == 1")
+    }
+    quic_blocking = {
+        (s["metric"]["country"], s["metric"]["service_name"]): (
+            s["metric"]["layer"],
+            s["metric"]["method"],
+        )
+        for s in prometheus_query("censorprobe_target_quic_blocking == 1")
+    }
+    for country in lab.VANTAGES.values():
+        for s in lab.scenarios():
+            q = lab.expected_quic(s)
+            assert quic.get((country, s.name)) == (q.verdict if q else None), (country, s.name)
+            expected_how = (q.layer, q.method) if q and q.layer else None
+            assert quic_blocking.get((country, s.name)) == expected_how, (country, s.name)
     up = prometheus_query('up{job="censorprobe"}')
     assert len(up) == 2 and all(s["value"][1] == "1" for s in up)
 
@@ -92,7 +109,12 @@ def test_status_page_renders_in_chromium_with_blocked_services_marked(rounds: Ro
 
 
 DEPLOY = REPO / "deploy"
-FIRING_IN_THE_LAB = {"CensorprobeServiceBlocked", "CensorprobeServiceThrottled"}
+FIRING_IN_THE_LAB = {
+    "CensorprobeServiceBlocked",
+    "CensorprobeServiceThrottled",
+    "CensorprobeHTTP3Blocked",
+    "CensorprobeHTTPSBlockedHTTP3Open",
+}
 SELECTOR = re.compile(r"\b(?:censorprobe_[a-z_]+|up)(?:\{[^}]*\})?")
 
 

@@ -27,6 +27,11 @@ def diagnosis(r: dict[str, Any]) -> tuple[Any, ...]:
     return (r["verdict"], b.get("layer"), b.get("method"), b.get("ip_version"))
 
 
+def http3(q: dict[str, Any]) -> tuple[Any, ...]:
+    b = q["blocking"] or {}
+    return (q["verdict"], b.get("layer"), b.get("method"), b.get("sni_based"))
+
+
 @pytest.mark.parametrize(("vantage", "scenario"), CASES, ids=[f"{v}-{s.name}" for v, s in CASES])
 def test_expected_verdict_every_round(
     results: Results, vantage: str, scenario: lab.Scenario
@@ -34,8 +39,14 @@ def test_expected_verdict_every_round(
     seen = results[vantage][scenario.name]
     assert len(seen) == ROUNDS
     e = scenario.expected(vantage)
+    q = lab.expected_quic(scenario)  # None: an http:// target has no HTTP/3 path
     for i, r in enumerate(seen, 1):
         assert diagnosis(r) == (e.verdict, e.layer, e.method, e.ip_version), (i, r["explanation"])
+        if q is None:
+            assert r["quic"] is None
+        else:
+            got = http3(r["quic"])
+            assert got == (q.verdict, q.layer, q.method, q.sni_based), (i, r["quic"]["explanation"])
         assert r["explanation"]
         assert r["evidence"]["control"]["measurement"] is not None  # the control answered
         if r["verdict"] in ("blocked", "throttled"):
@@ -69,10 +80,22 @@ def test_load_targets_were_measured_every_round(
         ("ipv6-blackhole", "over IPv6 only: TCP timeout connecting to 2001:db8:113::38"),
         ("ipv4-blackhole", "over IPv4 only: TCP timeout connecting to 203.0.113.39"),
         ("aaaa-injection", "answered one AAAA query for aaaa.lab.test 2 times"),
+        ("quic-open", "HTTP/3 200 'quic.lab.test over HTTP/3'"),
+        ("quic-sni-block", "completes QUIC with SNI example.com: SNI-based"),
+        ("quic-udp-block", "answers no QUIC from here (its UDP is blocked), not SNI-based"),
+        ("quic-none", "the control's QUIC fails too"),
+        ("quic-open-https-reset", "HTTP/3 200"),
     ],
 )
 def test_the_explanation_names_what_a_user_needs(results: Results, name: str, words: str) -> None:
-    assert words in explanation(results, name)
+    r = results["a"][name][-1]
+    assert words in r["explanation"] + (r["quic"] or {}).get("explanation", "")
+
+
+def test_http3_is_tried_where_only_the_control_sees_it_advertised(results: Results) -> None:
+    """The vantage's HTTPS is reset, so it never sees the Alt-Svc: the control's counts."""
+    path = results["a"]["quic-open-https-reset"][-1]["evidence"]["probe"]["quic"]
+    assert path["tried"] == "control"
 
 
 def test_a_vantage_whose_ipv6_goes_nowhere_says_so_and_measures_ipv4(

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import trustme
+import uvloop
 from aiohttp import web
 
 from probe.config import Settings
@@ -132,3 +133,11 @@ async def tls_origin(web_server: Callable[..., Awaitable[int]], ca: trustme.CA) 
     return await web_server(
         page("Hello from the origin"), server_context(ca, "localhost", "127.0.0.1")
     )
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    """The QUIC tests run on asyncio's event loop and on uvloop's, which the CLI runs: their UDP
+    transports differ (uvloop refuses an address for a connected socket). The rest on asyncio's."""
+    if item.path.name == "test_quic.py":
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}

@@ -1,5 +1,6 @@
 """QUIC and HTTP/3 against real aioquic servers on 127.0.0.1: each way a QUIC path fails maps to
-the vocabulary, within its deadline, and the target's HTTP/3 path gets its own verdict."""
+the vocabulary, within its deadline, and the target's HTTP/3 path gets its own verdict. Each test
+runs on asyncio's event loop and on uvloop's, which the CLI uses (see conftest.py)."""
 
 from __future__ import annotations
 
