@@ -28,48 +28,20 @@ def isp_rules() -> list[Rule]:
             )
         if s.technique in dnat:
             port, to = dnat[s.technique]
-            rules.append(
-                [
-                    "-t",
-                    "nat",
-                    "-A",
-                    "PREROUTING",
-                    "-d",
-                    s.address,
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    str(port),
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    f"{to}:{port}",
-                ]
-            )
+            rules.append(_dnat(s.address, "tcp", port, f"{to}:{port}"))
     return rules
+
+
+def _dnat(address: str, protocol: str, port: int, to: str) -> Rule:
+    return [
+        *("-t", "nat", "-A", "PREROUTING", "-d", address, "-p", protocol),
+        *("--dport", str(port), "-j", "DNAT", "--to-destination", to),
+    ]
 
 
 def border_nat_rules() -> list[Rule]:
     """UDP/443 to a QUIC-censored address goes to the border's QUIC relay (quiccensor.py)."""
-    return [
-        [
-            "-t",
-            "nat",
-            "-A",
-            "PREROUTING",
-            "-d",
-            s.address,
-            "-p",
-            "udp",
-            "--dport",
-            "443",
-            "-j",
-            "DNAT",
-            "--to-destination",
-            f"{relay[0]}:{relay[1]}",
-        ]
-        for s, relay in lab.quic_censored()
-    ]
+    return [_dnat(s.address, "udp", 443, f"{h}:{p}") for s, (h, p) in lab.quic_censored()]
 
 
 def isp_rules6() -> list[Rule]:

@@ -9,6 +9,7 @@ import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 
 import dns.message
 import pytest
@@ -141,29 +142,40 @@ async def test_a_target_that_stalls_at_any_step_ends_within_its_bound(
     assert "deadline" in got[urls["slow"]][0].diagnosis.explanation
 
 
-@pytest.fixture
-async def four_servers(ca: trustme.CA) -> AsyncIterator[tuple[int, list[str]]]:
-    """One HTTPS site on 127.0.0.1-4, the same port: each page says which address served it,
-    after a random short delay so that the addresses finish in any order."""
+@asynccontextmanager
+async def one_site(
+    ca: trustme.CA, name: str, addresses: list[str], delay: float = 0.0
+) -> AsyncIterator[int]:
+    """One HTTPS site for `name` on every address, the same port (returned): each page says
+    which address served it, after a random delay of up to `delay` seconds."""
 
     async def page(request: web.Request) -> web.Response:
-        await asyncio.sleep(random.uniform(0, 0.02))
+        await asyncio.sleep(random.uniform(0, delay))
         here = request.transport.get_extra_info("sockname")[0]  # type: ignore[union-attr]
-        return web.Response(text=f"<title>multi</title>served by {here}")
+        return web.Response(text=f"<title>{name.split('.')[0]}</title>served by {here}")
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", page)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
-    addresses = [f"127.0.0.{i}" for i in range(1, 5)]
-    ctx = server_context(ca, "multi.test")
+    ctx = server_context(ca, name)
     first = web.TCPSite(runner, addresses[0], 0, ssl_context=ctx)
     await first.start()
     port = int(first._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
     for a in addresses[1:]:
         await web.TCPSite(runner, a, port, ssl_context=ctx).start()
-    yield port, addresses
-    await runner.cleanup()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def four_servers(ca: trustme.CA) -> AsyncIterator[tuple[int, list[str]]]:
+    """multi.test on 127.0.0.1-4, finishing in any order."""
+    addresses = [f"127.0.0.{i}" for i in range(1, 5)]
+    async with one_site(ca, "multi.test", addresses, delay=0.02) as port:
+        yield port, addresses
 
 
 class Shuffled(DNSServer):
@@ -216,23 +228,9 @@ class DualStack(DNSServer):
 
 @pytest.fixture
 async def dual_stack_origin(ca: trustme.CA) -> AsyncIterator[int]:
-    """One HTTPS site on 127.0.0.1 and ::1, the same port; each page names its address."""
-
-    async def page(request: web.Request) -> web.Response:
-        here = request.transport.get_extra_info("sockname")[0]  # type: ignore[union-attr]
-        return web.Response(text=f"<title>dual</title>served by {here}")
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
-    ctx = server_context(ca, "dual.test")
-    first = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
-    await first.start()
-    port = int(first._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-    await web.TCPSite(runner, "::1", port, ssl_context=ctx).start()
-    yield port
-    await runner.cleanup()
+    """dual.test on 127.0.0.1 and ::1."""
+    async with one_site(ca, "dual.test", ["127.0.0.1", "::1"]) as port:
+        yield port
 
 
 @pytest.mark.parametrize("ipv6", [True, False], ids=["with-ipv6", "without-ipv6"])

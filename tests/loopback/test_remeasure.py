@@ -79,6 +79,44 @@ async def listen_on(
     return await asyncio.start_server(handler, address, port)
 
 
+async def with_control(
+    web_server: Start,
+    url: str,
+    vantage: Zone,
+    outside: Zone,
+    control_public: tuple[str, ...],
+    ca_file: str,
+    **kw: object,
+) -> Result:
+    """`url` measured from the vantage (its resolver `vantage`) with a real control helper on
+    127.0.0.1 (its resolver `outside`, allowed `control_public`)."""
+    helper = ControlService(
+        settings(
+            public_ranges=control_public,
+            resolvers=(f"127.0.0.1:{outside.port}",),
+            ca_file=ca_file,
+        ),
+        token=None,
+        concurrency=4,
+    )
+    s = settings(
+        control=f"http://127.0.0.1:{await web_server(helper.app())}",
+        resolvers=(f"127.0.0.1:{vantage.port}",),
+        public_ranges=("127.0.0.0/8",),
+        dns_window=0.05,
+        ca_file=ca_file,
+        **kw,
+    )
+    rt = await Runtime.open(s)
+    got: list[Result] = []
+    try:
+        await schedule.run([Target.parse(url)], rt, lambda i, r: got.append(r), count=1)
+    finally:
+        await rt.close()
+    (result,) = got
+    return result
+
+
 @pytest.fixture
 async def world(
     web_server: Start, ca: trustme.CA, ca_file: str
@@ -95,33 +133,17 @@ async def world(
         vantage = await Zone({"site.test": [VANTAGE_SEES]}).start()
         outside = await Zone({"site.test": [VANTAGE_SEES, CONTROL_SEES]}).start()
         zones.extend([vantage, outside])
-        helper = ControlService(
-            settings(
-                public_ranges=(f"{CONTROL_SEES}/32",),
-                resolvers=(f"127.0.0.1:{outside.port}",),
-                ca_file=ca_file,
-            ),
-            token=None,
-            concurrency=4,
-        )
-        control = f"http://127.0.0.1:{await web_server(helper.app())}"
-        s = settings(
-            control=control,
-            resolvers=(f"127.0.0.1:{vantage.port}",),
-            public_ranges=("127.0.0.0/8",),
+        result = await with_control(
+            web_server,
+            f"https://site.test:{origin}/",
+            vantage,
+            outside,
+            (f"{CONTROL_SEES}/32",),
+            ca_file,
             retries=1,
             retry_pause=retry_pause,
-            dns_window=0.05,
-            ca_file=ca_file,
         )
-        rt = await Runtime.open(s)
-        got: list[Result] = []
-        try:
-            target = Target.parse(f"https://site.test:{origin}/")
-            await schedule.run([target], rt, lambda i, r: got.append(r), count=1)
-        finally:
-            await rt.close()
-        return got[0], censor
+        return result, censor
 
     yield measure  # type: ignore[misc]
     for server in servers:
@@ -190,31 +212,14 @@ async def test_a_cdn_node_proven_by_the_controls_certificate_is_not_a_dns_block(
     vantage = await Zone({"news.test": [VANTAGE_SEES], "ru.news.test": [VANTAGE_SEES]}).start()
     outside = await Zone({"news.test": [CONTROL_SEES]}).start()
     try:
-        helper = ControlService(
-            settings(
-                public_ranges=(f"{VANTAGE_SEES}/32", f"{CONTROL_SEES}/32"),
-                resolvers=(f"127.0.0.1:{outside.port}",),
-                ca_file=ca_file,
-            ),
-            token=None,
-            concurrency=4,
+        result = await with_control(
+            web_server,
+            f"http://news.test:{port}/",
+            vantage,
+            outside,
+            (f"{VANTAGE_SEES}/32", f"{CONTROL_SEES}/32"),
+            ca_file,
         )
-        control = f"http://127.0.0.1:{await web_server(helper.app())}"
-        s = settings(
-            control=control,
-            resolvers=(f"127.0.0.1:{vantage.port}",),
-            public_ranges=("127.0.0.0/8",),
-            dns_window=0.05,
-            ca_file=ca_file,
-        )
-        rt = await Runtime.open(s)
-        got: list[Result] = []
-        try:
-            target = Target.parse(f"http://news.test:{port}/")
-            await schedule.run([target], rt, lambda i, r: got.append(r), count=1)
-        finally:
-            await rt.close()
-        (result,) = got
         assert result.verdict == "accessible", result.diagnosis.explanation
         assert result.control is not None
         assert [(t.address, t.verified) for t in result.control.validation] == [
