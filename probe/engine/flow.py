@@ -479,9 +479,11 @@ async def measure_quic(
             )
         port, tried = (mine, "alt-svc") if mine is not None else (theirs or target.port, "control")
     flow = _Flow(target, rt, Budget(s.quic_deadline))
-    addresses = flow.choose(m.addresses() or [target.host])
+    literal = [target.host] if is_ip_literal(target.host) else []
+    addresses = flow.choose(m.addresses() or literal)
     if not addresses:
-        return QUICPath(tried=tried, port=port, skipped="; ".join(flow.notes) or "no address")
+        why = "; ".join(flow.notes) or "the DNS step found no address"
+        return QUICPath(tried=tried, port=port, skipped=why)
     from probe.measure import quic
 
     limits = quic.Limits(s.timeout, s.stall, s.body_cap, flow.budget.end)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import html
 import os
@@ -59,6 +60,7 @@ class Limits:
         return max(0.0, min(seconds, self.end - time.perf_counter()))
 
 
+@functools.cache
 def _client_class() -> type:
     """The protocol class, built on first use (aioquic imported only then)."""
     from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -122,9 +124,6 @@ class _Connected:
         return getattr(self.transport, name)
 
 
-_CLIENT: type | None = None
-
-
 def _configuration(sni: str, verify: bool, ca_file: str | None) -> Any:
     from aioquic.h3.connection import H3_ALPN
     from aioquic.quic.configuration import QuicConfiguration
@@ -169,9 +168,7 @@ async def handshake_and_get(
     if not policy.allows(address):
         error = f"{address}: a special-purpose address, refused by the address policy"
         return QUICObservation(address, port, sni, 0.0, Failure.FORBIDDEN, error), None
-    global _CLIENT
-    if _CLIENT is None:
-        _CLIENT = _client_class()
+    client_class = _client_class()
     from aioquic.quic.connection import QuicConnection
 
     loop = asyncio.get_running_loop()
@@ -181,7 +178,9 @@ async def handshake_and_get(
         failure, error = classify(exc)
         return QUICObservation(address, port, sni, 0.0, failure, error), None
     connection = QuicConnection(configuration=_configuration(sni, verify, ca_file))
-    transport, client = await loop.create_datagram_endpoint(lambda: _CLIENT(connection), sock=sock)
+    transport, client = await loop.create_datagram_endpoint(
+        lambda: client_class(connection), sock=sock
+    )
     try:
         observation = await _handshake(client, sock.getpeername(), address, port, sni, limits)
         if observation.failure is not None or url is None:

@@ -77,7 +77,7 @@ def _sni_based(path: QUICPath) -> str | None:
             f"{harmless.address} completes QUIC with SNI {harmless.sni}: SNI-based (the name is "
             "read from the Initial)"
         )
-    ping = next((h for h in path.checks if h.kind == "version" and h.failure is None), None)
+    ping = next((h for h in path.checks if h.failure is None), None)  # the version ping
     if ping is not None:
         return f"{ping.address} answers version negotiation: SNI-based, the address speaks QUIC"
     return None

@@ -17,6 +17,7 @@ from aiohttp import web
 from probe.engine import schedule
 from probe.engine.runtime import Runtime
 from probe.helper.server import VersionNegotiation
+from probe.lab.dnsserver import DNSServer
 from probe.lab.h3server import H3Server, Request
 from probe.measure import quic
 from probe.model import HTTP3Observation, QUICObservation, Target
@@ -268,3 +269,18 @@ async def test_the_targets_http3_path_has_its_own_verdict(
     assert r.quic is not None and r.quic.verdict == verdict, r.quic
     assert words in r.quic.explanation
     assert took < s.target_bound
+
+
+async def test_a_name_that_does_not_resolve_has_its_http3_not_measured(ca_file: str) -> None:
+    """quic: always, but the DNS step found no address: nothing to try, nothing claimed."""
+    async with DNSServer() as refusing:  # refuses every query
+        s = settings(
+            ca_file=ca_file, quic="always", resolvers=(f"127.0.0.1:{refusing.port}",), timeout=1.0
+        )
+        rt = await Runtime.open(s)
+        try:
+            r = await schedule.measure_and_judge(Target.parse("https://nowhere.test/"), rt)
+        finally:
+            await rt.close()
+    assert r.quic is not None and r.quic.verdict == "not_measured"
+    assert "the DNS step found no address" in r.quic.explanation
