@@ -177,5 +177,7 @@ def test_the_container_diagnoses_every_lab_scenario(image: str, container: list[
         results = {r["service"]: r for r in json.loads(check.stdout)["results"]}
     finally:
         topology.down()
+    # the container has no IPv6 route: like vantage b, whose IPv6 goes nowhere, it measures none
     for s in lab.scenarios():
-        assert demo.got(results[s.name]) == str(s.expect), (s.name, results[s.name]["explanation"])
+        seen = demo.got(results[s.name], s)
+        assert seen == demo.expected(s, "b"), (s.name, results[s.name]["explanation"])
