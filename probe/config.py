@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from probe.model import QUIC_MODES, Target, parse_resolver_address
+from probe.policy import is_ip_literal
 
 # libyaml's parser where PyYAML was built with it (its wheels are): ~20x faster on long lists
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -41,6 +42,38 @@ class ConfigError(Exception):
 
 class CannotListen(Exception):
     """The address a server was told to listen on cannot be bound; the message says why."""
+
+
+DESTINATIONS = ("silent", "resolvers", "servers")
+
+
+def check_destination(kind: str, text: str) -> str:
+    """An IP address (a resolver's with an optional port); raises ValueError otherwise."""
+    if kind == "resolvers":
+        parse_resolver_address(text)
+    elif not is_ip_literal(text):
+        raise ValueError(f"{text!r} is not an IP address")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteCountry:
+    """A country measured from abroad, and the destinations in it that the user chose (never
+    end users: infrastructure, as Censored Planet's): addresses that run no resolver, open
+    resolvers, web servers."""
+
+    country: str
+    silent: tuple[str, ...] = ()  # IP addresses
+    resolvers: tuple[str, ...] = ()  # IP[:port]
+    servers: tuple[str, ...] = ()  # IP addresses (443 for the SNI, 80 for the Host header)
+
+    def __post_init__(self) -> None:
+        _country(self.country)
+        for kind in DESTINATIONS:
+            for text in getattr(self, kind):
+                check_destination(kind, text)
+        if not (self.silent or self.resolvers or self.servers):
+            raise ValueError(f"{self.country}: no destination (silent, resolvers or servers)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +107,19 @@ class Settings:
     # HTTP/3: "auto" where the site advertises it (Alt-Svc h3, to the probe or the control),
     # "always", or "never"; a target's own `quic:` wins
     quic: str = "auto"
+    # remote measurement: the countries measured from here toward the destinations listed
+    remote: tuple[RemoteCountry, ...] = ()
+    remote_only: bool = False  # measure the remote countries only, not from here
+    remote_rate: float = 10.0  # exchanges per second toward one destination, at most
 
     def __post_init__(self) -> None:
         for spec in self.resolvers:
             check_resolver(spec)
         for cidr in self.public_ranges:
             check_cidr(cidr)
+
+    def remote_country(self, country: str) -> RemoteCountry:
+        return next(r for r in self.remote if r.country == country)
 
     @property
     def stall(self) -> float:
@@ -137,6 +177,46 @@ class Config:
         more = f" and {len(repeated) - 3} more" if len(repeated) > 3 else ""
         note = f"{name}: listed more than once, measured once: {shown}{more}"
         return replace(self, targets=tuple(unique), notes=(*self.notes, note))
+
+
+def choose_remote(
+    s: Settings,
+    countries: list[str],
+    silent: list[str] | None = None,
+    resolvers: list[str] | None = None,
+    servers: list[str] | None = None,
+) -> Settings:
+    """`--remote CC ...`: measure only toward these countries, with the settings' destinations
+    for them plus those given as flags; errors name the flag."""
+    given = {"silent": silent or [], "resolvers": resolvers or [], "servers": servers or []}
+    if not countries:
+        if any(given.values()):
+            flag = next(k for k, v in given.items() if v).removesuffix("s")
+            raise ConfigError(f"--remote-{flag}: give the country it is in with --remote CC")
+        return s
+    chosen = []
+    for text in countries:
+        try:
+            cc = _country(text)
+            known = {r.country: r for r in s.remote}.get(cc)
+            entry = RemoteCountry(
+                cc,
+                **{
+                    k: tuple(dict.fromkeys((*(getattr(known, k) if known else ()), *v)))
+                    for k, v in given.items()
+                },
+            )
+        except ValueError as exc:
+            raise ConfigError(f"--remote {text}: {exc}") from None
+        chosen.append(entry)
+    return replace(s, remote=tuple(chosen), remote_only=True)
+
+
+def measured(targets: tuple[Target, ...], s: Settings) -> tuple[Target, ...]:
+    """What a run measures: each target from here (unless `remote_only`), then each toward every
+    remote country."""
+    local = () if s.remote_only else targets
+    return (*local, *(replace(t, remote=r.country) for r in s.remote for t in targets))
 
 
 def check_resolver(spec: str) -> str:
@@ -372,6 +452,12 @@ def _country(value: Any) -> str:
     return text.upper()
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
 def _quic_mode(value: Any) -> str:
     text = _text(value)
     if text not in QUIC_MODES:
@@ -405,6 +491,8 @@ _SETTING_TYPES: dict[str, Callable[[Any], Any]] = {
     "retry_pause": _non_negative(float),
     "stall_after": _positive(float),
     "quic": _quic_mode,
+    "remote_rate": _positive(float),
+    "remote_only": _bool,
 }
 _SETTING_LISTS: dict[str, Callable[[str], str]] = {
     "resolvers": check_resolver,
@@ -441,6 +529,8 @@ def _settings(w: _Walker, node: yaml.Node) -> Settings:
                 except ValueError as exc:
                     raise w.fail(item, f"{where}[{i}]", str(exc)) from None
             values[key] = tuple(items)
+        elif key == "remote":
+            values[key] = _remote(w, vnode)
         elif key in _SETTING_TYPES:
             try:
                 values[key] = _SETTING_TYPES[key](w.scalar(vnode, where))
@@ -450,6 +540,30 @@ def _settings(w: _Walker, node: yaml.Node) -> Settings:
             known = ", ".join(f.name for f in fields(Settings))
             raise w.fail(knode, where, f"unknown setting (known: {known})")
     return replace(Settings(), **values)
+
+
+def _remote(w: _Walker, node: yaml.Node) -> tuple[RemoteCountry, ...]:
+    out: dict[str, RemoteCountry] = {}
+    for where, e in _entries(w, node, "settings.remote", ("country",), DESTINATIONS):
+        lists = {}
+        for key in DESTINATIONS:
+            items = w.sequence(e[key], f"{where}.{key}") if key in e else []
+            checked = []
+            for i, item in enumerate(items):
+                try:
+                    checked.append(check_destination(key, str(w.scalar(item, where))))
+                except ValueError as exc:
+                    raise w.fail(item, f"{where}.{key}[{i}]", str(exc)) from None
+            lists[key] = tuple(checked)
+        try:
+            country = _country(w.scalar(e["country"], f"{where}.country"))
+            entry = RemoteCountry(country, **lists)
+        except ValueError as exc:
+            raise w.fail(e["country"], where, str(exc)) from None
+        if country in out:
+            raise w.fail(e["country"], f"{where}.country", f"{country} is listed twice")
+        out[country] = entry
+    return tuple(out.values())
 
 
 def _urls(w: _Walker, node: yaml.Node, where: str, service: str, category: str) -> list[Target]:

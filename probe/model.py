@@ -39,6 +39,15 @@ class Target:
     service: str
     category: str = ""
     quic: str = ""  # its own QUIC mode (auto, always, never); "" for the settings'
+    # a country measured from abroad (perspective remote), toward the destinations the settings
+    # list for it; "" for a local measurement
+    remote: str = ""
+
+    @property
+    def key(self) -> str:
+        """What keys and names its results: the URL, with the country for a remote measurement
+        (a remote result never replaces a local one)."""
+        return f"{self.url} (remote {self.remote})" if self.remote else self.url
 
     @property
     def host(self) -> str:
@@ -335,6 +344,45 @@ class QUICPath:
 
 
 @dataclass(frozen=True, slots=True)
+class SilentCheck:
+    """Technique 1 of a remote measurement: UDP queries to an in-country address that runs no
+    resolver. The harmless name goes first and must get no answer (else the address runs a
+    resolver and proves nothing); any answer to the target's name was forged on the path."""
+
+    destination: str
+    name: str  # the harmless name
+    harmless: DNSObservation
+    queries: tuple[DNSObservation, ...] = ()  # the target's name: A, then AAAA
+
+
+@dataclass(frozen=True, slots=True)
+class NameCheck:
+    """Technique 3: the same exchange with an in-country server, with the target's name (the SNI
+    of a ClientHello, or the Host header of a request) and with a harmless one, harmless first."""
+
+    destination: str
+    harmless: TLSObservation | None = None  # https targets: the ClientHello
+    target: TLSObservation | None = None
+    harmless_http: HTTPObservation | None = None  # http targets: the request
+    target_http: HTTPObservation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemotePath:
+    """What a vantage abroad saw toward one country's destinations (the user lists them): the
+    target's name to addresses that run no resolver, to open resolvers (their answers checked
+    against this vantage's own and by certificate), and to web servers."""
+
+    country: str
+    silent: tuple[SilentCheck, ...] = ()
+    resolvers: tuple[DNSObservation, ...] = ()  # `resolver` names the destination
+    # handshakes with the real SNI to addresses only the open resolvers answered: a valid
+    # certificate proves one genuine (a CDN's other node), as the control's validation does
+    validation: tuple[TLSObservation, ...] = ()
+    names: tuple[NameCheck, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Measurement:
     """Everything one vantage observed for one target."""
 
@@ -352,6 +400,7 @@ class Measurement:
     deadline: float = 0.0  # seconds the target was given
     ran_out: Step | None = None  # the step during which that deadline ran out
     quic: QUICPath | None = None  # the QUIC/HTTP/3 path (https targets)
+    remote: RemotePath | None = None  # a remote measurement's paths (`dns` is this vantage's)
 
     def addresses(self) -> list[str]:
         """Every distinct address the resolvers returned, in order of appearance."""
@@ -474,6 +523,11 @@ class Result:
     def verdict(self) -> Verdict:
         return self.diagnosis.verdict
 
+    @property
+    def perspective(self) -> str:
+        """`local` (measured from inside the network it describes) or `remote` (from abroad)."""
+        return "remote" if self.measurement.target.remote else "local"
+
     def to_json(self, deep: bool = True) -> dict[str, Any]:
         """The result as JSON-ready dicts (`deep=False` leaves the evidence's dataclasses for
         `dumps` to convert as it writes)."""
@@ -483,6 +537,7 @@ class Result:
         return {
             "vantage": self.vantage,
             "country": self.country,
+            "perspective": self.perspective,
             "service": m.target.service,
             "category": m.target.category,
             "url": m.target.url,

@@ -23,16 +23,30 @@ CODES = {
     v: (v.style.severity, v.style.grafana)
     for v in sorted(TARGET_VERDICTS, key=lambda v: v.style.severity)
 }
-VERDICT_CODE = (
-    "max by (service_name, country) ("
-    + " or ".join(
-        f'{code} * censorprobe_target_verdict{{verdict="{v}"}}' for v, (code, _) in CODES.items()
+
+
+def verdict_code(by: str, selector: str = "") -> str:
+    """The worst verdict as a number, `max by (by)` over the series `selector` picks."""
+    return (
+        f"max by ({by}) ("
+        + " or ".join(
+            f'{code} * censorprobe_target_verdict{{{selector}verdict="{v}"}}'
+            for v, (code, _) in CODES.items()
+        )
+        + ")"
     )
-    + ")"
+
+
+# in-country results under their country, remote ones beside them as "CC (from abroad)": a clear
+# path seen from abroad is not access in the country, so the two never merge
+WHERE = " or ".join(
+    f"label_replace({verdict_code('service_name, country', f'perspective={p!r}, ')}, "
+    f'"where", "{label}", "country", "(.+)")'
+    for p, label in (("", "$1"), ("remote", "$1 (from abroad)"))
+).replace("'", '"')
+VERDICT_CODE_BY_VANTAGE = verdict_code(
+    "service_name, vantage, country, perspective", 'service_name=~"$service", '
 )
-VERDICT_CODE_BY_VANTAGE = VERDICT_CODE.replace(
-    "by (service_name, country)", "by (service_name, vantage, country)"
-).replace('verdict="', 'service_name=~"$service", verdict="')
 
 VERDICT_MAPPINGS = [
     {
@@ -48,10 +62,17 @@ VERDICT_MAPPINGS = [
 BLOCKING_WORDS = (
     "layer/method: where and how the censor acts (DESIGN.md's vocabulary). http/stall: the "
     "response began, then stopped with neither RST nor FIN while the control got it whole (a "
-    "freeze). ip_version: set only where one IP family alone is blocked."
+    "freeze). ip_version: set only where one IP family alone is blocked. perspective=remote: "
+    "seen from abroad, interference on the path toward the country."
 )
 
 
+REMOTE_WORDS = (
+    'A column "CC (from abroad)" is a remote measurement: a vantage outside the country sent '
+    "the target's name toward destinations inside it. It sees only censors that act on traffic "
+    "from abroad (the GFW does; Russia's TSPU does not): blocked there is interference on the "
+    "path, accessible there is no interference on the path, never access in the country."
+)
 HTTP3_WORDS = (
     "The HTTP/3 (QUIC) path has its own verdict beside the target's: unsupported where the site "
     "speaks no HTTP/3 anywhere, not_measured where this vantage did not try; a quic/… block says "
@@ -166,18 +187,19 @@ def overview() -> dict[str, Any]:
         [
             panel(
                 "table",
-                "Current verdict: services × countries (worst URL)",
-                [target(VERDICT_CODE, instant=True)],
+                "Current verdict: services × countries (worst URL); from abroad: the path only",
+                [target(WHERE, instant=True)],
                 0,
                 0,
                 24,
                 10,
+                description=REMOTE_WORDS,
                 fieldConfig=verdict_field(),
                 transformations=[
                     {
                         "id": "groupingToMatrix",
                         "options": {
-                            "columnField": "country",
+                            "columnField": "where",
                             "rowField": "service_name",
                             "valueField": "Value",
                         },
@@ -187,7 +209,7 @@ def overview() -> dict[str, Any]:
             panel(
                 "state-timeline",
                 "Verdict over time by service and country",
-                [target(VERDICT_CODE, "{{service_name}} · {{country}}")],
+                [target(WHERE, "{{service_name}} · {{where}}")],
                 0,
                 10,
                 24,
@@ -197,10 +219,10 @@ def overview() -> dict[str, Any]:
             ),
             panel(
                 "stat",
-                "Blocked or throttled targets by country",
+                "Blocked or throttled targets by country (in the country)",
                 [
                     target(
-                        "count by (country) (censorprobe_target_blocking == 1)",
+                        'count by (country) (censorprobe_target_blocking{perspective=""} == 1)',
                         "{{country}}",
                         instant=True,
                     )
@@ -262,7 +284,12 @@ def per_service() -> dict[str, Any]:
             panel(
                 "state-timeline",
                 "Verdict per vantage ($service)",
-                [target(VERDICT_CODE_BY_VANTAGE, "{{service_name}} · {{vantage}} ({{country}})")],
+                [
+                    target(
+                        VERDICT_CODE_BY_VANTAGE,
+                        "{{service_name}} · {{vantage}} ({{country}}) {{perspective}}",
+                    )
+                ],
                 0,
                 0,
                 24,

@@ -54,6 +54,8 @@ examples:
   censorprobe check --targets targets.yaml             the default list, as a table
   censorprobe check https://t.me/ --resolver 8.8.8.8   also ask 8.8.8.8 over UDP (sees injection)
   censorprobe check example.org --format json          full evidence, for scripts and CI
+  censorprobe check --remote CN --remote-server 198.51.100.80 clubhouse.com
+                                                       from abroad: its SNI toward a server in CN
 """
 
 

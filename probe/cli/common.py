@@ -16,6 +16,8 @@ from probe.config import (
     CannotListen,
     Config,
     ConfigError,
+    choose_remote,
+    measured,
     override,
     parse_shard,
     shard,
@@ -141,6 +143,40 @@ def measure_flags(p: argparse.ArgumentParser) -> None:
         help="measure HTTP/3 too: auto (default) where the site advertises it (Alt-Svc h3, to "
         "this vantage or the control), always, or never; a target's own `quic:` wins",
     )
+    remote = p.add_argument_group(
+        "remote measurement",
+        "from abroad, toward destinations in a country that you list (infrastructure, never end "
+        "users): it sees only censors that act on traffic from abroad, such as the GFW; a clear "
+        "path is not access in the country (see the README)",
+    )
+    remote.add_argument(
+        "--remote",
+        action="append",
+        metavar="CC",
+        help="measure the targets from here toward country CC only (repeatable), with the "
+        "destinations of settings.remote for it and the flags below",
+    )
+    remote.add_argument(
+        "--remote-silent",
+        action="append",
+        metavar="IP",
+        help="an address in the country that runs no resolver: any answer to a DNS query sent "
+        "there is injected on the path (repeatable)",
+    )
+    remote.add_argument(
+        "--remote-resolver",
+        action="append",
+        metavar="IP[:PORT]",
+        help="an open resolver in the country, compared with this vantage's resolution "
+        "(repeatable)",
+    )
+    remote.add_argument(
+        "--remote-server",
+        action="append",
+        metavar="IP",
+        help="a web server in the country: the target's SNI (443) or Host header (80) against "
+        "a harmless one (repeatable)",
+    )
     p.add_argument(
         "--shard",
         metavar="i/n",
@@ -181,17 +217,25 @@ def overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def configure(config: Config, args: argparse.Namespace) -> Config:
-    """The command line applied to a loaded targets file: settings, then the shard."""
+    """The command line applied to a loaded targets file: settings, the shard, then each target
+    once per perspective (here, and toward each remote country)."""
     settings = override(config.settings, overrides(args))
     if settings.ca_file and not Path(settings.ca_file).is_file():
         raise ConfigError(f"--ca-file {settings.ca_file}: no such file")
+    settings = choose_remote(
+        settings,
+        getattr(args, "remote", None) or [],
+        getattr(args, "remote_silent", None),
+        getattr(args, "remote_resolver", None),
+        getattr(args, "remote_server", None),
+    )
     targets = config.targets
     if getattr(args, "shard", None):
         try:
             targets = shard(targets, *parse_shard(args.shard))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    return Config(settings, targets, config.notes)
+    return Config(settings, measured(targets, settings), config.notes)
 
 
 def listen_address(text: str) -> tuple[str, int]:

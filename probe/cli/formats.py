@@ -41,7 +41,7 @@ class Row:
         return cls(
             index,
             r.measurement.target.service,
-            r.measurement.target.url,
+            r.measurement.target.key,
             d.verdict,
             str(d.blocking) if d.blocking else "",
             d.summary,

@@ -137,6 +137,7 @@ def report_command(args: argparse.Namespace) -> int:
             (
                 "SERVICE",
                 "COUNTRY",
+                "SEEN FROM",
                 "MEASURED",
                 "BLOCKED",
                 "FIRST BLOCKED",
@@ -151,6 +152,7 @@ def report_command(args: argparse.Namespace) -> int:
                 (
                     r.service,
                     r.country,
+                    "abroad" if r.perspective == "remote" else "inside",
                     str(r.measurements),
                     str(r.blocked),
                     d["first_blocked"] or "-",

@@ -125,6 +125,11 @@ def pick_addresses(addresses: Sequence[str], limit: int) -> list[str]:
     return out
 
 
+async def resolve(target: Target, rt: Runtime, budget: Budget) -> list[DNSObservation]:
+    """The target's host from this vantage, with every configured resolver."""
+    return await _Flow(target, rt, budget).resolve(target.host)
+
+
 class _Flow:
     """One measurement of one target."""
 

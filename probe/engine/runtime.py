@@ -169,6 +169,22 @@ async def _connects(address: str, port: int, timeout: float) -> str | None:
     return None
 
 
+class Pacer:
+    """At most `rate` exchanges per second toward one destination, whoever asks (the remote
+    measurement's destinations: other people's servers)."""
+
+    def __init__(self, rate: float) -> None:
+        self.gap = 1.0 / rate
+        self._next: dict[str, float] = {}
+
+    async def turn(self, destination: str) -> None:
+        now = time.monotonic()
+        slot = max(now, self._next.get(destination, now))
+        self._next[destination] = slot + self.gap
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
 class Runtime:
     """Settings, policy, TLS contexts, fingerprints and the transport; see the module docstring."""
 
@@ -187,6 +203,7 @@ class Runtime:
         self.sources = sources  # the last good set of each fingerprint source
         self.transport = transport
         self.network = network or Network()
+        self.pacer = Pacer(settings.remote_rate)  # destinations are the settings': bounded
         self.verify, self.no_verify = contexts(settings.ca_file)
 
     def session(self) -> aiohttp.ClientSession:

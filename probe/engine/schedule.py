@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 
 from probe.config import Settings
@@ -21,7 +21,7 @@ from probe.engine.control import ask
 from probe.engine.runtime import Runtime
 from probe.measure.failure import describe
 from probe.model import Control, Diagnosis, Measurement, Result, Target
-from probe.verdict import judge, judge_quic, settle
+from probe.verdict import judge, judge_quic, judge_remote, settle
 from probe.vocabulary import Step, Verdict
 
 OnResult = Callable[[int, Result], None]
@@ -41,7 +41,7 @@ def unmeasured(target: Target, why: str, s: Settings) -> Result:
         None,
         now,
         s.vantage,
-        s.country,
+        target.remote or s.country,
     )
 
 
@@ -66,6 +66,9 @@ async def measure_and_judge(
     with the reason, never a verdict. `deadline` shortens the target's deadline (a scrape)."""
     s = rt.settings
     seconds = min(s.deadline, deadline) if deadline is not None else s.deadline
+    retries = s.retries if retries is None else retries
+    if target.remote:
+        return await _remote(target, rt, seconds, retries)
     asked: list[asyncio.Task[Control]] = []
 
     def ask_control(addresses: list[str]) -> None:
@@ -77,22 +80,77 @@ async def measure_and_judge(
         control = await asked[0] if asked else None
         first = await _with_quic(target, rt, first, control)
         diagnosis, control = _judge(rt, first, control)
-        diagnoses, last = [diagnosis], first
-        for _ in range(s.retries if retries is None else retries):
-            if not diagnoses[-1].verdict.is_block:
-                break
-            await asyncio.sleep(s.retry_pause)  # outlast residual blocking
-            last = await flow.measure(target, rt, flow.Budget(seconds))
-            diagnoses.append(_judge(rt, last, control)[0])
+        diagnoses = [diagnosis]
+        last = await _again(
+            diagnoses,
+            retries,
+            s.retry_pause,
+            lambda: flow.measure(target, rt, flow.Budget(seconds)),
+            lambda m: _judge(rt, m, control)[0],
+        )
     except Exception as exc:
         return unmeasured(target, f"not measured: internal error {describe(exc)}", s)
     finally:
         for task in asked:
             task.cancel()
     diagnosis, used = settle(diagnoses)
-    m = first if used == 0 else replace(last, quic=first.quic)
     quic = judge_quic(first.quic, control)
+    m = _evidence(first, last, used)
     return Result(m, diagnosis, control, time.time(), s.vantage, s.country, quic)
+
+
+def _evidence(first: Measurement, last: Measurement | None, used: int) -> Measurement:
+    """The measurement the settled diagnosis rests on (the QUIC path is the first's: it is not
+    measured again)."""
+    return first if used == 0 or last is None else replace(last, quic=first.quic)
+
+
+async def _again(
+    diagnoses: list[Diagnosis],
+    retries: int,
+    pause: float,
+    measure: Callable[[], Awaitable[Measurement]],
+    judged: Callable[[Measurement], Diagnosis],
+) -> Measurement | None:
+    """Re-measure while the latest diagnosis is a block, up to `retries` times, adding each
+    diagnosis; the last measurement made, if any."""
+    last = None
+    for _ in range(retries):
+        if not diagnoses[-1].verdict.is_block:
+            break
+        await asyncio.sleep(pause)  # outlast residual blocking
+        last = await measure()
+        diagnoses.append(judged(last))
+    return last
+
+
+async def _remote(target: Target, rt: Runtime, seconds: float, retries: int) -> Result:
+    """A remote measurement toward `target.remote`, re-measured like a local one; its country is
+    the one measured, and nobody else's control is asked (this vantage's view is the
+    reference)."""
+    from probe.engine import remote  # dnspython, only where a remote country is measured
+
+    s = rt.settings
+
+    def judged(m: Measurement) -> Diagnosis:
+        return judge_remote(m, rt.fingerprints, s.public_ranges)
+
+    try:
+        first = await remote.measure(target, rt, flow.Budget(seconds))
+        diagnoses = [judged(first)]
+        last = await _again(
+            diagnoses,
+            retries,
+            s.retry_pause,
+            lambda: remote.measure(target, rt, flow.Budget(seconds)),
+            judged,
+        )
+    except Exception as exc:
+        return unmeasured(target, f"not measured: internal error {describe(exc)}", s)
+    diagnosis, used = settle(diagnoses)
+    return Result(
+        _evidence(first, last, used), diagnosis, None, time.time(), s.vantage, target.remote
+    )
 
 
 async def _with_quic(

@@ -15,32 +15,53 @@ import yaml
 from probe.lab import scenarios as lab
 from probe.lab import topology
 
+REMOTE_RATE = 50  # exchanges per second toward one in-country destination: the lab's own hosts
 
-def targets_file(state: Path) -> Path:
-    """The scenario list as a targets.yaml, with the settings a vantage in the lab needs."""
+
+def targets_file(state: Path, *, remote: bool = False) -> Path:
+    """The scenario list as a targets.yaml, with the settings a vantage in the lab needs;
+    `remote`: for the abroad vantage, measuring the lab's country toward its destinations."""
+    settings: dict[str, Any] = {
+        # the ISP's resolver (system) and the distant one across the border (sees injection)
+        "resolvers": ["system", lab.INTERNET_RESOLVER],
+        "public_ranges": list(lab.PUBLIC_RANGES),
+        "timeout": 3,
+        "throughput_window": 3,
+        # by name: it has an IPv6 address too, which tells a vantage whether IPv6 works
+        "control": f"http://{lab.CONTROL_HOST}:{lab.CONTROL_PORT}",
+        "retry_pause": lab.RESIDUAL_SECONDS + 2,  # outlast the lab's residual blocking
+    }
+    if remote:
+        settings.update(
+            remote=[
+                {
+                    "country": lab.REMOTE_COUNTRY,
+                    "silent": [lab.IN_COUNTRY_SILENT],
+                    "resolvers": [lab.ISP_RESOLVER],
+                    "servers": [lab.IN_COUNTRY_SERVER],
+                }
+            ],
+            remote_only=True,
+            remote_rate=REMOTE_RATE,
+        )
     doc = {
-        "settings": {
-            # the ISP's resolver (system) and the distant one across the border (sees injection)
-            "resolvers": ["system", lab.INTERNET_RESOLVER],
-            "public_ranges": list(lab.PUBLIC_RANGES),
-            "timeout": 3,
-            "throughput_window": 3,
-            # by name: it has an IPv6 address too, which tells a vantage whether IPv6 works
-            "control": f"http://{lab.CONTROL_HOST}:{lab.CONTROL_PORT}",
-            "retry_pause": lab.RESIDUAL_SECONDS + 2,  # outlast the lab's residual blocking
-        },
+        "settings": settings,
         "targets": [
             {"url": s.url, "service": s.name, **({"quic": s.quic_mode} if s.quic_mode else {})}
             for s in lab.scenarios()
         ],
     }
-    path = state / "lab-targets.yaml"
+    path = state / ("lab-remote-targets.yaml" if remote else "lab-targets.yaml")
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
+def country(vantage: str) -> str:
+    return lab.VANTAGES.get(vantage, lab.ABROAD_COUNTRY)
+
+
 def check_argv(vantage: str, state: Path, *extra: str) -> list[str]:
-    """`censorprobe check` over every scenario, inside a vantage."""
+    """`censorprobe check` over every scenario, inside a vantage (remotely from abroad)."""
     return topology.exec_argv(
         vantage,
         [
@@ -49,13 +70,13 @@ def check_argv(vantage: str, state: Path, *extra: str) -> list[str]:
             "probe",
             "check",
             "--targets",
-            str(targets_file(state)),
+            str(targets_file(state, remote=vantage == lab.ABROAD)),
             "--ca-file",
             str(state / "ca.pem"),
             "--vantage",
             f"lab-{vantage}",
             "--country",
-            lab.VANTAGES[vantage],
+            country(vantage),
             "--format",
             "json",
             "--quiet",
@@ -85,8 +106,15 @@ def got(result: dict[str, Any], s: lab.Scenario) -> str:
 
 
 def expected(s: lab.Scenario, vantage: str) -> str:
+    if vantage == lab.ABROAD:
+        return str(s.expect_remote)
     e = str(s.expected(vantage))
     return f"{e} · HTTP/3 {s.expect_quic}" if s.expect_quic is not None else e
+
+
+def got_remote(result: dict[str, Any]) -> str:
+    """A remote result as the scenario file's `expect_remote` prints it."""
+    return _as_expect(result["verdict"], result["blocking"])
 
 
 def _as_expect(verdict: str, blocking: dict[str, Any] | None) -> str:
@@ -102,33 +130,43 @@ def demo(out: TextIO) -> int:
     """Returns 0 when every scenario got its expected verdict from every vantage."""
     out.write("bringing the lab up…\n")
     seconds = topology.up()
+    vantages = [*lab.VANTAGES, lab.ABROAD]
     out.write(
         f"lab up in {seconds:.1f}s; measuring {len(lab.scenarios())} scenarios from "
-        f"vantages {', '.join(lab.VANTAGES)}…\n\n"
+        f"vantages {', '.join(lab.VANTAGES)}, and from {lab.ABROAD} toward "
+        f"{lab.REMOTE_COUNTRY} (remote: only censors acting on traffic from abroad show)…\n\n"
     )
     try:
         state = topology.state_dir()
-        with ThreadPoolExecutor(len(lab.VANTAGES)) as pool:
+        with ThreadPoolExecutor(len(vantages)) as pool:
             by_vantage = dict(
-                zip(
-                    lab.VANTAGES,
-                    pool.map(lambda v: run_vantage(v, state), lab.VANTAGES),
-                    strict=True,
-                )
+                zip(vantages, pool.map(lambda v: run_vantage(v, state), vantages), strict=True)
             )
     finally:
         topology.down()
-    rows = [("SCENARIO", "TECHNIQUE", "EXPECTED", *(f"VANTAGE {v.upper()}" for v in lab.VANTAGES))]
+    rows = [
+        (
+            "SCENARIO",
+            "TECHNIQUE",
+            "EXPECTED",
+            *(f"VANTAGE {v.upper()}" for v in lab.VANTAGES),
+            f"EXPECTED FROM ABROAD → {lab.REMOTE_COUNTRY}",
+            "ABROAD",
+        )
+    ]
     misses = 0
     for s in lab.scenarios():
         cells = []
-        for v in lab.VANTAGES:
-            seen = got(by_vantage[v][s.name], s)
+        for v in vantages:
+            r = by_vantage[v][s.name]
+            seen = got_remote(r) if v == lab.ABROAD else got(r, s)
             ok = seen == expected(s, v)
             misses += not ok
             cells.append(f"{'✓' if ok else '✗'} {seen}")
         also = "".join(f"; {v}: {e}" for v, e in s.expect_by_vantage.items())
-        rows.append((s.name, s.technique, f"{expected(s, 'a')}{also}", *cells))
+        local, remote = cells[:-1], cells[-1]
+        here = f"{expected(s, 'a')}{also}"
+        rows.append((s.name, s.technique, here, *local, str(s.expect_remote), remote))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
@@ -136,6 +174,12 @@ def demo(out: TextIO) -> int:
     first = next(iter(lab.VANTAGES))
     for s in lab.scenarios():
         out.write(f"  {s.name}: {by_vantage[first][s.name]['explanation']}\n")
-    total = len(lab.scenarios()) * len(lab.VANTAGES)
+    out.write(
+        f"\nfrom {lab.ABROAD} toward {lab.REMOTE_COUNTRY} ('accessible': no interference on this "
+        "path, which says nothing of access in the country):\n"
+    )
+    for s in lab.scenarios():
+        out.write(f"  {s.name}: {by_vantage[lab.ABROAD][s.name]['explanation']}\n")
+    total = len(lab.scenarios()) * len(vantages)
     out.write(f"\n{total - misses}/{total} diagnoses as expected; the lab is down again.\n")
     return 0 if misses == 0 else 1

@@ -1,6 +1,6 @@
 """An on-path DNS injector, as the Great Firewall's: it sees queries pass and races a forged answer.
 
-A packet socket on the border's ISP-facing interface copies every IPv4 packet that arrives; for a
+A packet socket on a border interface copies every IPv4 packet that arrives there; for a
 UDP query to port 53 naming a listed host, a forged reply goes back at once from the queried
 address (spoofed, through a raw socket). The query itself is forwarded untouched, so the real
 answer arrives later — or, where the address runs no resolver, an ICMP port unreachable does.

@@ -13,11 +13,19 @@ STATE_DIR = "/run/censorprobe-lab"
 
 # Namespaces and links, all in ranges reserved for documentation and benchmarking.
 VANTAGES = {"a": "XA", "b": "XB"}  # vantage -> country label (ISO user-assigned codes)
+# a vantage abroad, on the internet's side of the border, measuring the lab's country remotely
+ABROAD = "abroad"
+ABROAD_COUNTRY = "XZ"  # where the abroad vantage stands
+REMOTE_COUNTRY = "XA"  # the country it measures
 NS_PREFIX = "cp-"
 ISP_RESOLVER = "192.0.2.53"
 ISP_BLOCKPAGE = "192.0.2.80"
 ISP_REDIRECTOR = "192.0.2.81"
 ISP_INTERCEPTOR = "192.0.2.82"
+# in-country destinations for remote measurement: an address that runs no resolver (and, as a
+# firewalled host, answers nothing at all), and a web server of an organisation (lab CA)
+IN_COUNTRY_SILENT = "192.0.2.7"
+IN_COUNTRY_SERVER = "192.0.2.90"
 INTERNET_RESOLVER = "203.0.113.53"
 CONTROL_HOST = f"control.{ZONE}"
 CONTROL_ADDRESS = "203.0.113.100"
@@ -109,6 +117,9 @@ class Scenario:
     expect_by_vantage: dict[str, Expect] = field(default_factory=dict)
     quic_mode: str | None = None
     expect_quic: Expect | None = None
+    # seen from abroad (perspective remote): only the border's censors act on traffic from
+    # there; `accessible` means no interference on the path
+    expect_remote: Expect = Expect("accessible")
 
     def expected(self, vantage: str) -> Expect:
         return self.expect_by_vantage.get(vantage, self.expect)
@@ -122,12 +133,14 @@ def scenarios() -> tuple[Scenario, ...]:
     for row in yaml.safe_load(text)["scenarios"]:
         by_vantage = {v: Expect(**e) for v, e in row.get("expect_by_vantage", {}).items()}
         quic = Expect(**row["expect_quic"]) if "expect_quic" in row else None
+        remote = Expect(**row.get("expect_remote", {"verdict": "accessible"}))
         s = Scenario(
             **{
                 **row,
                 "expect": Expect(**row["expect"]),
                 "expect_by_vantage": by_vantage,
                 "expect_quic": quic,
+                "expect_remote": remote,
             }
         )
         if s.technique not in TECHNIQUES:

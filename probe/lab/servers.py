@@ -186,6 +186,14 @@ class ISPResolver(DNSServer):
         return upstream
 
 
+async def organisation(request: web.BaseRequest) -> web.Response:
+    """An in-country organisation's web server: its own page, whatever name is asked for."""
+    return web.Response(
+        text="<html><head><title>Institute of Examples</title></head><body>Welcome</body></html>",
+        content_type="text/html",
+    )
+
+
 async def blockpage(request: web.BaseRequest) -> web.Response:
     return web.Response(text=BLOCKPAGE, content_type="text/html", headers={"Server": "isp-filter"})
 
@@ -204,11 +212,15 @@ async def redirector(request: web.BaseRequest) -> web.Response:
 async def isp(state: Path) -> list[object]:
     resolver = await ISPResolver().start()
     intercept_tls = _tls_context(state / "intercept.pem")
+    origin_tls = _tls_context(state / "origin.pem")
     return [
         resolver,
         await _serve(web.Server(blockpage), [lab.ISP_BLOCKPAGE], 80),
         await _serve(web.Server(redirector), [lab.ISP_REDIRECTOR], 80),
         await _serve(web.Server(origin), [lab.ISP_INTERCEPTOR], 443, intercept_tls),
+        # an organisation's web server in the country, for remote SNI and Host measurement
+        await _serve(web.Server(organisation), [lab.IN_COUNTRY_SERVER], 80),
+        await _serve(web.Server(organisation), [lab.IN_COUNTRY_SERVER], 443, origin_tls),
     ]
 
 
@@ -223,8 +235,13 @@ async def border(state: Path) -> list[object]:
     for s, relay in lab.quic_censored():
         censor = QUICCensor((s.address, 443), {s.host})
         relays.append(await loop.create_datagram_endpoint(partial(_same, censor), local_addr=relay))
+    # like the GFW's, it sees queries in both directions: from the country's side, and from
+    # abroad toward the country's addresses
     return [
-        Injector("to-isp", names, lab.FORGED_ADDRESS, aaaa, lab.FORGED_ADDRESS6).start(),
+        *(
+            Injector(side, names, lab.FORGED_ADDRESS, aaaa, lab.FORGED_ADDRESS6).start()
+            for side in ("to-isp", "to-inet")
+        ),
         *relays,
     ]
 

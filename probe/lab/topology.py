@@ -1,13 +1,15 @@
 """The lab's network: namespaces, veth links, addresses, routes, censors and servers.
 
     vantage-a ─┐
-               ├─ isp ── border ── internet
+               ├─ isp ── border ── internet ── abroad
     vantage-b ─┘
 
 Links exist only between these namespaces: nothing routes to the machine's own network. Every
 address comes from ranges reserved for documentation (192.0.2.0/24, 203.0.113.0/24,
 2001:db8::/32) and benchmarking (198.18.0.0/15). Every link is dual-stack; vantage b's ISP drops
-its IPv6 (a vantage whose IPv6 goes nowhere). `up` starts from a clean slate (it runs `down`
+its IPv6 (a vantage whose IPv6 goes nowhere). `abroad` is a vantage outside the country, for
+remote measurement toward the in-country hosts on the ISP (an address that runs no resolver, the
+ISP's resolver, open to anyone, and a web server). `up` starts from a clean slate (it runs `down`
 first, so it also cleans up after a crash); `down` removes every namespace, process and file the
 lab made.
 """
@@ -41,7 +43,7 @@ def ns(name: str) -> str:
     return f"{lab.NS_PREFIX}{name}"
 
 
-NAMESPACES = ("vantage-a", "vantage-b", "isp", "border", "internet")
+NAMESPACES = ("vantage-a", "vantage-b", "isp", "border", "internet", lab.ABROAD)
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,20 @@ LINKS = (
         "to-border",
         ("198.18.4.2/30", "2001:db8:4::2/64"),
     ),
+    Link(
+        "internet",
+        "to-abroad",
+        ("198.18.6.1/30", "2001:db8:6::1/64"),
+        lab.ABROAD,
+        "to-inet",
+        ("198.18.6.2/30", "2001:db8:6::2/64"),
+    ),
 )
 ROUTES = {
     "vantage-a": [["default", "via", "198.18.1.1"], ["default", "via", "2001:db8:1::1"]],
     "vantage-b": [["default", "via", "198.18.2.1"], ["default", "via", "2001:db8:2::1"]],
     "isp": [["default", "via", "198.18.3.2"], ["default", "via", "2001:db8:3::2"]],
+    lab.ABROAD: [["default", "via", "198.18.6.1"], ["default", "via", "2001:db8:6::1"]],
     "border": [
         ["198.18.1.0/30", "via", "198.18.3.1"],
         ["198.18.2.0/30", "via", "198.18.3.1"],
@@ -116,29 +127,42 @@ RESOLVERS = {
     "isp": lab.INTERNET_RESOLVER,
     "border": lab.INTERNET_RESOLVER,
     "internet": lab.INTERNET_RESOLVER,
+    lab.ABROAD: lab.INTERNET_RESOLVER,
 }
 SERVERS = {"internet": "internet", "isp": "isp", "border": "border", "control": "internet"}
 # Internet hosts behind firewalls send no ICMP port unreachable: a query to an address with no
 # resolver gets only the injector's answer, as in China (and the forgery need not win a race
 # against the ICMP error, which it could not: the injector runs in Python).
 HOST_RULES = {
-    "internet": [["-A", "OUTPUT", "-p", "icmp", "--icmp-type", "port-unreachable", "-j", "DROP"]]
+    "internet": [["-A", "OUTPUT", "-p", "icmp", "--icmp-type", "port-unreachable", "-j", "DROP"]],
+    # the in-country address that runs no resolver is such a host too: nothing comes back from it
+    "isp": [["-A", "INPUT", "-d", lab.IN_COUNTRY_SILENT, "-j", "DROP"]],
 }
 
 
 def local_addresses(name: str) -> list[str]:
     if name == "isp":
-        return [lab.ISP_RESOLVER, lab.ISP_BLOCKPAGE, lab.ISP_REDIRECTOR, lab.ISP_INTERCEPTOR]
+        return [
+            lab.ISP_RESOLVER,
+            lab.ISP_BLOCKPAGE,
+            lab.ISP_REDIRECTOR,
+            lab.ISP_INTERCEPTOR,
+            lab.IN_COUNTRY_SILENT,
+            lab.IN_COUNTRY_SERVER,
+        ]
     if name == "internet":
         return lab.internet_addresses()
     return []
 
 
 def vantage_namespace(vantage: str) -> str:
-    """`a`, `vantage-a` or `cp-vantage-a` -> `cp-vantage-a`."""
+    """`a`, `vantage-a` or `cp-vantage-a` -> `cp-vantage-a`; `abroad` -> `cp-abroad`."""
     short = vantage.removeprefix(lab.NS_PREFIX).removeprefix("vantage-")
+    if short == lab.ABROAD:
+        return ns(lab.ABROAD)
     if short not in lab.VANTAGES:
-        raise LabError(f"unknown vantage {vantage!r}: the lab has {', '.join(lab.VANTAGES)}")
+        known = ", ".join([*lab.VANTAGES, lab.ABROAD])
+        raise LabError(f"unknown vantage {vantage!r}: the lab has {known}")
     return ns(f"vantage-{short}")
 
 
@@ -240,10 +264,9 @@ def up() -> float:
     rules_by_ns = {
         "isp": censors.isp_rules(),
         "border": censors.border_rules() + censors.border_nat_rules(),
-        **HOST_RULES,
     }
-    for name, rules in rules_by_ns.items():
-        for rule in rules:
+    for name in NAMESPACES:
+        for rule in [*rules_by_ns.get(name, []), *HOST_RULES.get(name, [])]:
             _in(name, "iptables", "-w", *rule)
     for name, rules in (("isp", censors.isp_rules6()), ("border", censors.border_rules6())):
         for rule in rules:

@@ -68,7 +68,7 @@ class Daemon:
         self.config = configure(load(targets_path))  # a broken file at start is fatal
         for note in self.config.notes:
             log.warning("%s", note)
-        self.urls = {t.url for t in self.config.targets}
+        self._listed(self.config)
         s = self.config.settings
         self.collector = ResultsCollector(s.vantage, s.country)
         self.archive = Archive(data_dir) if data_dir else None
@@ -113,6 +113,10 @@ class Daemon:
             return self.runtime  # listed: measured exactly as a round measures it
         return self._any
 
+    def _listed(self, config: Config) -> None:
+        self.urls = {t.url for t in config.targets}  # what /probe measures as listed
+        self.keys = {t.key for t in config.targets}  # what a round's results are kept under
+
     def _file_stamp(self) -> tuple[float, int] | None:
         try:
             st = self.targets_path.stat()
@@ -134,16 +138,16 @@ class Daemon:
             log.warning("%s", note)
         if self._any is not None:
             self._any = runtime.under(AddressPolicy(config.settings.public_ranges))
-        self.urls = {t.url for t in config.targets}
+        self._listed(config)
         self.collector.relabel(config.settings.vantage, config.settings.country)
-        self.collector.keep_only(self.urls)
+        self.collector.keep_only(self.keys)
         log.info("reloaded %s: %d targets", self.targets_path, len(config.targets))
 
     def _record(self, index: int, result: Result) -> None:
         self.measured_in_round += 1
         # a round started before a reload may finish a target the new list no longer has: its
         # series must not come back (the measurement is still evidence, so it is archived)
-        if result.measurement.target.url in self.urls:
+        if result.measurement.target.key in self.keys:
             self.collector.record(result)
         if self.archive is None:
             return

@@ -95,6 +95,8 @@ class _Series:
             "vantage": vantage,
             "country": country,
         }
+        if t.remote:  # the country measured, from abroad: an additive label, remote only
+            base.update(country=t.remote, perspective="remote")
         b = r.diagnosis.blocking
         h = r.measurement.http
         q = r.quic
@@ -129,7 +131,8 @@ def _line(name: str, labels: dict[str, str], value: float) -> str:
 
 
 class ResultsCollector(Collector):
-    """Latest result per target URL, plus counters and step histograms over all results."""
+    """Latest result per target (`Target.key`), plus counters and step histograms over all
+    results."""
 
     def __init__(self, vantage: str, country: str) -> None:
         self.vantage = vantage
@@ -148,9 +151,9 @@ class ResultsCollector(Collector):
 
     def record(self, result: Result) -> None:
         self.changes += 1
-        url = result.measurement.target.url
-        self.latest[url] = result
-        self.series[url] = _Series(result, self.vantage, self.country)
+        key = result.measurement.target.key
+        self.latest[key] = result
+        self.series[key] = _Series(result, self.vantage, self.country)
         self.totals[result.verdict] += 1
         if result.control is not None:
             self.control["error" if result.control.error else "ok"] += 1
@@ -163,16 +166,16 @@ class ResultsCollector(Collector):
         if (vantage, country) != (self.vantage, self.country):
             self.changes += 1
             self.vantage, self.country = vantage, country
-            self.series = {url: _Series(r, vantage, country) for url, r in self.latest.items()}
+            self.series = {key: _Series(r, vantage, country) for key, r in self.latest.items()}
 
-    def keep_only(self, urls: Iterable[str]) -> None:
-        """Forget targets no longer in the list, so their series disappear."""
-        wanted = set(urls)
+    def keep_only(self, keys: Iterable[str]) -> None:
+        """Forget targets no longer in the list (by `Target.key`), so their series disappear."""
+        wanted = set(keys)
         self.changes += 1
-        for url in list(self.latest):
-            if url not in wanted:
-                del self.latest[url]
-                del self.series[url]
+        for key in list(self.latest):
+            if key not in wanted:
+                del self.latest[key]
+                del self.series[key]
 
     def collect(self) -> Iterator[Metric]:
         for i, (name, doc) in enumerate(TARGET_FAMILIES):

@@ -1,4 +1,5 @@
-"""`censorprobe report`: what an evidence archive says, per service and country."""
+"""`censorprobe report`: what an evidence archive says, per service, country and perspective
+(in the country, or from abroad)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from probe.vocabulary import Verdict
 class Row:
     service: str
     country: str
+    perspective: str = "local"  # or "remote": measured from abroad (a clear path, not access)
     measurements: int = 0
     blocked: int = 0  # blocked or throttled
     first_blocked: float | None = None
@@ -35,6 +37,7 @@ class Row:
             "last_measured": _iso(self.last_measured),
             "methods": sorted(self.methods),
             "vantages": sorted(self.vantages),
+            "perspective": self.perspective,  # last: an added column (CSV readers by position)
         }
 
 
@@ -52,9 +55,9 @@ def _blocks(verdict: Any) -> bool:
 def summarise(
     records: Iterable[dict[str, Any]], skipped: Callable[[str], None] | None = None
 ) -> list[Row]:
-    """One row per (service, country), ordered by service; a record without a plausible time
-    is skipped (and `skipped` told where)."""
-    rows: dict[tuple[str, str], Row] = {}
+    """One row per (service, country, perspective), ordered by service, in-country rows before
+    remote ones; a record without a plausible time is skipped (and `skipped` told where)."""
+    rows: dict[tuple[str, str, str], Row] = {}
     for r in records:
         when = r.get("finished") or r.get("started") or 0.0
         if isinstance(when, bool) or not isinstance(when, (int, float)) or not 0 <= when < 1e11:
@@ -62,7 +65,9 @@ def summarise(
                 skipped(f"{r.get('_where', '?')}: no plausible 'finished' time ({when!r:.40})")
             continue
         service, country = str(r.get("service", "?")), str(r.get("country", "") or "?")
-        row = rows.setdefault((service, country), Row(service, country))
+        perspective = "remote" if r.get("perspective") == "remote" else "local"
+        key = (service, country, perspective)
+        row = rows.setdefault(key, Row(*key))
         row.measurements += 1
         row.vantages.add(str(r.get("vantage", "") or "?"))
         if when >= row.last_measured:
@@ -74,4 +79,4 @@ def summarise(
             blocking = r.get("blocking")
             if isinstance(blocking, dict):
                 row.methods.add(f"{blocking.get('layer')}/{blocking.get('method')}")
-    return sorted(rows.values(), key=lambda row: (row.service, row.country))
+    return sorted(rows.values(), key=lambda row: (row.service, row.country, row.perspective))

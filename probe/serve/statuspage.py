@@ -71,13 +71,13 @@ def render(
         rows.append(
             "<tr>"
             f"<td>{html.escape(t.service)}</td>"
-            f"<td class=url>{html.escape(t.url)}</td>"
+            f"<td class=url>{html.escape(t.key)}</td>"
             f'<td><span class=v style="background:{d.verdict.style.colour}">'
             f"{html.escape(d.verdict)}</span> {html.escape(how)}</td>"
             f"<td>{_http3(r)}</td>"
             f"<td class=why>{html.escape(d.explanation)}</td>"
             f'<td class=when title="{stamp}">{_ago(max(0.0, now - r.finished))}</td>'
-            f'<td><a href="result?url={quote(t.url, safe="")}">evidence</a></td>'
+            f'<td><a href="result?url={quote(t.key, safe="")}">evidence</a></td>'
             "</tr>"
         )
     badges = "".join(

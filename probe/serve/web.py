@@ -153,6 +153,7 @@ def make_app(source: Source, *, probe_slots: int = 4) -> web.Application:
     async def result(request: web.Request) -> web.Response:
         if denied := refused(request):
             return denied
+        # a URL, or a remote result's "URL (remote CC)" as the status page links it
         found = source.collector.latest.get(request.query.get("url", ""))
         if found is None:
             return web.json_response({"error": "no result for that url"}, status=404)

@@ -3,6 +3,7 @@ settling of several measurements of one target. No I/O, no asyncio."""
 
 from probe.verdict.judge import judge
 from probe.verdict.quic import judge_quic
+from probe.verdict.remote import judge_remote
 from probe.verdict.settle import settle
 
-__all__ = ["judge", "judge_quic", "settle"]
+__all__ = ["judge", "judge_quic", "judge_remote", "settle"]

@@ -4,8 +4,9 @@ never in CI, where a missing capability is a failure (`tests.conftest.lacking`).
 The lab is up once for the session (`lab_up`); tests that bring a lab up and down themselves
 (`lab up`/`down`/`demo`, the image tests) run before it exists (see `tests/conftest.py`). The
 expensive part, `rounds`, runs `serve` in both vantages for ten rounds over every scenario plus
-load targets, with a real Prometheus scraping them: the verdict, Prometheus, dashboard and status
-page tests all read what those rounds left.
+load targets, and in the abroad vantage measuring the lab's country remotely, with a real
+Prometheus scraping them: the verdict, Prometheus, dashboard and status page tests all read what
+those rounds left.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from tests.conftest import lacking, require_tool
 ROUNDS = 10
 LOAD_TARGETS = 500  # in each vantage: a thousand other targets keep the machine busy meanwhile
 CONCURRENCY = 100  # the blocked targets' re-measurement pauses do not hold the load up
-VANTAGE_IP = {"a": "198.18.1.2", "b": "198.18.2.2"}
+VANTAGE_IP = {"a": "198.18.1.2", "b": "198.18.2.2", lab.ABROAD: "198.18.6.2"}
+SERVED = (*lab.VANTAGES, lab.ABROAD)
 PORT = 9716
 PROM = "127.0.0.1:9090"  # inside the ISP namespace, which reaches both vantages
 ROUNDS_TIMEOUT = 900.0
@@ -94,13 +96,15 @@ def curl(ns: str, url: str) -> str:
 
 
 def _targets(state: Path, vantage: str, interval: float) -> Path:
-    """Every scenario and the load targets (pages of the honest origin, over plain HTTP)."""
-    doc = yaml.safe_load(demo.targets_file(state).read_text())
+    """Every scenario and, in the country, the load targets (pages of the honest origin, over
+    plain HTTP)."""
+    abroad = vantage == lab.ABROAD
+    doc = yaml.safe_load(demo.targets_file(state, remote=abroad).read_text())
     doc["settings"]["interval"] = interval
     doc["settings"]["concurrency"] = CONCURRENCY
     doc["targets"] += [
         {"url": f"http://{lab.by_technique('none').host}/load/{i}", "service": "load"}
-        for i in range(LOAD_TARGETS)
+        for i in range(0 if abroad else LOAD_TARGETS)
     ]
     path = state / f"rounds-{vantage}.yaml"
     tmp = path.with_suffix(".tmp")
@@ -124,7 +128,7 @@ def _serve(vantage: str, state: Path, tmp: Path) -> subprocess.Popen[bytes]:
             "--vantage",
             f"lab-{vantage}",
             "--country",
-            lab.VANTAGES[vantage],
+            demo.country(vantage),
             "--ca-file",
             str(state / "ca.pem"),
             "--data-dir",
@@ -164,19 +168,20 @@ def _prometheus(tmp: Path) -> subprocess.Popen[bytes]:
 @pytest.fixture(scope="session")
 def rounds(lab_up: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rounds]:
     """`serve` in each vantage for ten rounds back to back over every scenario and the load
-    targets, scraped by Prometheus. When a vantage's tenth round starts, its targets file gets a
-    long interval (serve reloads it): after the tenth round it keeps serving what it found."""
+    targets (abroad: every scenario, remotely), scraped by Prometheus. When a vantage's tenth
+    round starts, its targets file gets a long interval (serve reloads it): after the tenth round
+    it keeps serving what it found."""
     tmp = tmp_path_factory.mktemp("rounds")
-    procs = [_prometheus(tmp), *(_serve(v, lab_up, tmp) for v in lab.VANTAGES)]
+    procs = [_prometheus(tmp), *(_serve(v, lab_up, tmp) for v in SERVED)]
     try:
         deadline = time.monotonic() + ROUNDS_TIMEOUT
         calmed: set[str] = set()
         done: set[str] = set()
-        while done != set(lab.VANTAGES):
+        while done != set(SERVED):
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                logs = "\n".join((tmp / f"serve-{v}.log").read_text()[-1500:] for v in lab.VANTAGES)
+                logs = "\n".join((tmp / f"serve-{v}.log").read_text()[-1500:] for v in SERVED)
                 raise AssertionError(f"serve did not finish {ROUNDS} rounds:\n{logs}")
-            for v in set(lab.VANTAGES) - done:
+            for v in set(SERVED) - done:
                 health = curl("cp-isp", f"http://{VANTAGE_IP[v]}:{PORT}/healthz")
                 if v not in calmed and f"round {ROUNDS} running" in health:
                     _targets(lab_up, v, interval=3600)

@@ -24,7 +24,7 @@ ARTIFACTS = REPO / "artifacts"
 def test_prometheus_sees_every_scenario_from_both_vantages(rounds: Rounds) -> None:
     verdicts = {
         (s["metric"]["country"], s["metric"]["service_name"]): s["metric"]["verdict"]
-        for s in prometheus_query("censorprobe_target_verdict == 1")
+        for s in prometheus_query('censorprobe_target_verdict{perspective=""} == 1')
     }
     blocking = {
         (s["metric"]["country"], s["metric"]["service_name"]): (
@@ -32,7 +32,7 @@ def test_prometheus_sees_every_scenario_from_both_vantages(rounds: Rounds) -> No
             s["metric"]["method"],
             s["metric"].get("ip_version"),
         )
-        for s in prometheus_query("censorprobe_target_blocking == 1")
+        for s in prometheus_query('censorprobe_target_blocking{perspective=""} == 1')
     }
     for v, country in lab.VANTAGES.items():
         for s in lab.scenarios():
@@ -43,14 +43,14 @@ def test_prometheus_sees_every_scenario_from_both_vantages(rounds: Rounds) -> No
             assert blocking.get((country, s.name)) == expected, (country, s.name)
     quic = {
         (s["metric"]["country"], s["metric"]["service_name"]): s["metric"]["verdict"]
-        for s in prometheus_query("censorprobe_target_quic_verdict == 1")
+        for s in prometheus_query('censorprobe_target_quic_verdict{perspective=""} == 1')
     }
     quic_blocking = {
         (s["metric"]["country"], s["metric"]["service_name"]): (
             s["metric"]["layer"],
             s["metric"]["method"],
         )
-        for s in prometheus_query("censorprobe_target_quic_blocking == 1")
+        for s in prometheus_query('censorprobe_target_quic_blocking{perspective=""} == 1')
     }
     for country in lab.VANTAGES.values():
         for s in lab.scenarios():
@@ -59,7 +59,30 @@ def test_prometheus_sees_every_scenario_from_both_vantages(rounds: Rounds) -> No
             expected_how = (q.layer, q.method) if q and q.layer else None
             assert quic_blocking.get((country, s.name)) == expected_how, (country, s.name)
     up = prometheus_query('up{job="censorprobe"}')
-    assert len(up) == 2 and all(s["value"][1] == "1" for s in up)
+    assert len(up) == 3 and all(s["value"][1] == "1" for s in up)
+
+
+def test_prometheus_sees_the_remote_series_apart(rounds: Rounds) -> None:
+    """The abroad vantage's series for the lab's country carry perspective="remote", beside
+    vantage a's in-country series for the same country and service."""
+    remote = 'perspective="remote"'
+    verdicts = {
+        (s["metric"]["vantage"], s["metric"]["service_name"]): s["metric"]["verdict"]
+        for s in prometheus_query(f"censorprobe_target_verdict{{{remote}}} == 1")
+    }
+    blocking = {
+        s["metric"]["service_name"]: (s["metric"]["layer"], s["metric"]["method"])
+        for s in prometheus_query(f"censorprobe_target_blocking{{{remote}}} == 1")
+    }
+    countries = {
+        s["metric"]["country"] for s in prometheus_query(f"censorprobe_target_verdict{{{remote}}}")
+    }
+    assert countries == {lab.REMOTE_COUNTRY}
+    for s in lab.scenarios():
+        e = s.expect_remote
+        assert verdicts.get((f"lab-{lab.ABROAD}", s.name)) == e.verdict, s.name
+        assert blocking.get(s.name) == ((e.layer, e.method) if e.layer else None), s.name
+    assert not prometheus_query(f"censorprobe_target_quic_verdict{{{remote}}}")  # no QUIC path
 
 
 def test_promtool_accepts_the_vantages_exposition(rounds: Rounds) -> None:
@@ -114,6 +137,7 @@ FIRING_IN_THE_LAB = {
     "CensorprobeServiceThrottled",
     "CensorprobeHTTP3Blocked",
     "CensorprobeHTTPSBlockedHTTP3Open",
+    "CensorprobePathInterference",
 }
 SELECTOR = re.compile(r"\b(?:censorprobe_[a-z_]+|up)(?:\{[^}]*\})?")
 

@@ -19,7 +19,7 @@ CASES = [(v, s) for v in lab.VANTAGES for s in lab.scenarios()]
 
 @pytest.fixture(scope="module")
 def results(rounds: Rounds) -> Results:
-    return {v: rounds.results(v) for v in lab.VANTAGES}
+    return {v: rounds.results(v) for v in (*lab.VANTAGES, lab.ABROAD)}
 
 
 def diagnosis(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -51,6 +51,44 @@ def test_expected_verdict_every_round(
         assert r["evidence"]["control"]["measurement"] is not None  # the control answered
         if r["verdict"] in ("blocked", "throttled"):
             assert r["attempts"] == 2 and r["agreed"] == 2  # measured again after the pause
+
+
+@pytest.mark.parametrize("scenario", lab.scenarios(), ids=[s.name for s in lab.scenarios()])
+def test_expected_remote_verdict_every_round(results: Results, scenario: lab.Scenario) -> None:
+    """From abroad toward the lab's country: the border's censors show (they act in both
+    directions), the ISP's do not, and a clear path is said to be only that."""
+    seen = results[lab.ABROAD][scenario.name]
+    assert len(seen) == ROUNDS
+    e = scenario.expect_remote
+    for i, r in enumerate(seen, 1):
+        assert diagnosis(r) == (e.verdict, e.layer, e.method, e.ip_version), (i, r["explanation"])
+        assert (r["perspective"], r["country"], r["vantage"]) == (
+            "remote",
+            lab.REMOTE_COUNTRY,
+            f"lab-{lab.ABROAD}",
+        )
+        remote = r["evidence"]["probe"]["remote"]
+        # the harmless controls went first, to the same destinations, and went through
+        (silent,) = remote["silent"]
+        assert silent["destination"] == lab.IN_COUNTRY_SILENT
+        assert silent["harmless"]["responses"] == []
+        (names,) = remote["names"]
+        harmless = names["harmless"] or names["harmless_http"]
+        assert harmless["failure"] is None
+        if r["verdict"] == "accessible":
+            assert r["explanation"].startswith("No interference on this path")
+            assert f"does not say whether users in {lab.REMOTE_COUNTRY} reach" in r["explanation"]
+        else:
+            assert r["attempts"] == 2 and r["agreed"] == 2  # measured again after the pause
+
+
+def test_remote_injection_names_the_forged_address(results: Results) -> None:
+    r = results[lab.ABROAD]["dns-injection"][-1]
+    assert f"to {lab.IN_COUNTRY_SILENT}, which runs no resolver" in r["explanation"]
+    assert f"was answered {lab.FORGED_ADDRESS} after" in r["explanation"]
+    (silent,) = r["evidence"]["probe"]["remote"]["silent"]
+    forged = [a for q in silent["queries"] for resp in q["responses"] for a in resp["addresses"]]
+    assert forged and set(forged) == {lab.FORGED_ADDRESS}
 
 
 def explanation(results: Results, name: str, v: str = "a") -> str:
@@ -118,7 +156,7 @@ def test_lab_demo_prints_every_scenario_beside_its_expected_verdict(netns_ok: No
         [sys.executable, "-m", "probe", "lab", "demo"], capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    total = len(lab.scenarios()) * len(lab.VANTAGES)
+    total = len(lab.scenarios()) * (len(lab.VANTAGES) + 1)  # and the abroad vantage's
     assert f"{total}/{total} diagnoses as expected" in proc.stdout
     for s in lab.scenarios():
         assert any(

@@ -50,11 +50,12 @@ def server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
     return ctx
 
 
-def reset(writer: asyncio.StreamWriter) -> None:
+def reset(writer: asyncio.StreamWriter | asyncio.BaseTransport) -> None:
     """Close with SO_LINGER 0: the peer gets a TCP RST, as a censor sends."""
-    sock = writer.get_extra_info("socket")
+    transport = writer.transport if isinstance(writer, asyncio.StreamWriter) else writer
+    sock = transport.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
+    transport.abort()  # type: ignore[attr-defined]
 
 
 async def reset_after_hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -96,15 +97,19 @@ async def raw_server() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
 
 @pytest.fixture
 async def web_server() -> AsyncIterator[Callable[..., Awaitable[int]]]:
-    """Start an aiohttp app on 127.0.0.1 or `host` (TLS when given a context); returns its port."""
+    """Start an aiohttp app on 127.0.0.1 or `host` (TLS when given a context), on a free port or
+    `port`; returns its port."""
     runners: list[web.AppRunner] = []
 
     async def start(
-        app: web.Application, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+        app: web.Application,
+        ssl_context: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> int:
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, host, 0, ssl_context=ssl_context)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
         runners.append(runner)
         return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]

@@ -167,7 +167,7 @@ async def test_report_skips_bad_records_by_line(tmp_path: Path) -> None:
     assert code == 0 and "Traceback" not in err
     assert ":2: no plausible 'finished'" in err and ":3: nested too deeply" in err
     assert ":4: not JSON" in err
-    assert out.splitlines()[1].split()[:4] == ["s", "RU", "1", "1"]
+    assert out.splitlines()[1].split()[:5] == ["s", "RU", "inside", "1", "1"]
 
 
 async def test_a_hundred_thousand_targets_end_at_the_budget_and_on_sigterm(

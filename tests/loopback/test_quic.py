@@ -213,11 +213,6 @@ async def dual_origin(
     servers: list[H3Server] = []
 
     async def start(advertise: bool) -> int:
-        async with H3Server("127.0.0.1", 0, *cert) as probe_port:
-            port = probe_port.port  # a free UDP port; TCP on the same number
-        h3 = await H3Server("127.0.0.1", port, *cert).start()
-        servers.append(h3)
-
         async def index(request: web.Request) -> web.Response:
             headers = {"Alt-Svc": f'h3=":{port}"; ma=60'} if advertise else {}
             return web.Response(text="<title>tcp</title>", headers=headers)
@@ -226,11 +221,20 @@ async def dual_origin(
         app.router.add_get("/", index)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
-        await web.TCPSite(
-            runner, "127.0.0.1", port, ssl_context=server_context(ca, "127.0.0.1")
-        ).start()
         runners.append(runner)
-        return port
+        context = server_context(ca, "127.0.0.1")
+        attempts = 0
+        while True:  # a free UDP port, whose TCP twin another process may hold: again
+            h3 = await H3Server("127.0.0.1", 0, *cert).start()
+            servers.append(h3)
+            port = h3.port
+            try:
+                await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+                return port
+            except OSError:
+                attempts += 1
+                if attempts == 10:
+                    raise
 
     yield start
     for s in servers:
