@@ -80,9 +80,9 @@ async def measure_and_judge(
         control = await asked[0] if asked else None
         first = await _with_quic(target, rt, first, control)
         diagnosis, control = _judge(rt, first, control)
-        diagnoses = [diagnosis]
-        last = await _again(
-            diagnoses,
+        diagnosis, m = await _settled(
+            first,
+            diagnosis,
             retries,
             s.retry_pause,
             lambda: flow.measure(target, rt, flow.Budget(seconds)),
@@ -93,35 +93,30 @@ async def measure_and_judge(
     finally:
         for task in asked:
             task.cancel()
-    diagnosis, used = settle(diagnoses)
     quic = judge_quic(first.quic, control)
-    m = _evidence(first, last, used)
     return Result(m, diagnosis, control, time.time(), s.vantage, s.country, quic)
 
 
-def _evidence(first: Measurement, last: Measurement | None, used: int) -> Measurement:
-    """The measurement the settled diagnosis rests on (the QUIC path is the first's: it is not
-    measured again)."""
-    return first if used == 0 or last is None else replace(last, quic=first.quic)
-
-
-async def _again(
-    diagnoses: list[Diagnosis],
+async def _settled(
+    first: Measurement,
+    diagnosis: Diagnosis,
     retries: int,
     pause: float,
     measure: Callable[[], Awaitable[Measurement]],
     judged: Callable[[Measurement], Diagnosis],
-) -> Measurement | None:
-    """Re-measure while the latest diagnosis is a block, up to `retries` times, adding each
-    diagnosis; the last measurement made, if any."""
-    last = None
+) -> tuple[Diagnosis, Measurement]:
+    """Re-measure while the latest diagnosis is a block, up to `retries` times; the diagnosis
+    that stands and the measurement it rests on (with the first's QUIC path: HTTP/3 is not
+    measured again)."""
+    measurements, diagnoses = [first], [diagnosis]
     for _ in range(retries):
         if not diagnoses[-1].verdict.is_block:
             break
         await asyncio.sleep(pause)  # outlast residual blocking
-        last = await measure()
-        diagnoses.append(judged(last))
-    return last
+        measurements.append(await measure())
+        diagnoses.append(judged(measurements[-1]))
+    settled, used = settle(diagnoses)
+    return settled, replace(measurements[used], quic=first.quic)
 
 
 async def _remote(target: Target, rt: Runtime, seconds: float, retries: int) -> Result:
@@ -137,9 +132,9 @@ async def _remote(target: Target, rt: Runtime, seconds: float, retries: int) -> 
 
     try:
         first = await remote.measure(target, rt, flow.Budget(seconds))
-        diagnoses = [judged(first)]
-        last = await _again(
-            diagnoses,
+        diagnosis, m = await _settled(
+            first,
+            judged(first),
             retries,
             s.retry_pause,
             lambda: remote.measure(target, rt, flow.Budget(seconds)),
@@ -147,10 +142,7 @@ async def _remote(target: Target, rt: Runtime, seconds: float, retries: int) -> 
         )
     except Exception as exc:
         return unmeasured(target, f"not measured: internal error {describe(exc)}", s)
-    diagnosis, used = settle(diagnoses)
-    return Result(
-        _evidence(first, last, used), diagnosis, None, time.time(), s.vantage, target.remote
-    )
+    return Result(m, diagnosis, None, time.time(), s.vantage, target.remote)
 
 
 async def _with_quic(
