@@ -215,6 +215,8 @@ def choose_remote(
 def measured(targets: tuple[Target, ...], s: Settings) -> tuple[Target, ...]:
     """What a run measures: each target from here (unless `remote_only`), then each toward every
     remote country."""
+    if s.remote_only and not s.remote:
+        raise ConfigError("remote_only: no country to measure is listed in settings.remote")
     local = () if s.remote_only else targets
     return (*local, *(replace(t, remote=r.country) for r in s.remote for t in targets))
 

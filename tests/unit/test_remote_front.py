@@ -74,6 +74,12 @@ def test_a_country_listed_twice_is_refused() -> None:
         load_yaml(f"settings:\n  remote:\n{one}{one}targets: [{{url: a.example}}]\n", "t.yaml")
 
 
+def test_remote_only_without_a_country_is_refused() -> None:
+    config = load_yaml("settings:\n  remote_only: true\ntargets: [{url: a.example}]\n", "t.yaml")
+    with pytest.raises(ConfigError, match="remote_only: no country to measure"):
+        measured(config.targets, config.settings)
+
+
 def test_remote_flags_choose_the_countries_and_add_destinations() -> None:
     s = load_yaml(FILE, "t.yaml").settings
     chosen = choose_remote(s, ["cn", "ir"], servers=["192.0.2.80"], silent=["198.51.100.7"])
