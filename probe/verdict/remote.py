@@ -24,7 +24,7 @@ from probe.model import (
     RemotePath,
     SilentCheck,
 )
-from probe.policy import is_special
+from probe.policy import family, is_special
 from probe.verdict.fingerprints import BUILTIN, Fingerprint, match_http
 from probe.verdict.judge import DNS_FAILURES, HTTP_FAILURES, TLS_FAILURES, most_common
 from probe.vocabulary import Layer, Method, Verdict
@@ -52,7 +52,7 @@ def judge_remote(
     r = m.remote
     host = m.target.host
     findings = [
-        *(_silent(c, host) for c in r.silent),
+        *(_silent(c, m) for c in r.silent),
         *(_resolver(o, m, r, public_ranges) for o in r.resolvers),
         *(_name(n, host, fingerprints) for n in r.names),
     ]
@@ -87,8 +87,10 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
-def _silent(c: SilentCheck, host: str) -> _Finding:
-    """Technique 1: the harmless name must get no answer; then any answer is forged."""
+def _silent(c: SilentCheck, m: Measurement) -> _Finding:
+    """Technique 1: the harmless name must get no answer; then any answer is forged — unless it
+    is the host's own addresses (a server answering for the host's zone, not a forger)."""
+    host = m.target.host
     if any(r.error is None for r in c.harmless.responses):
         return _Finding(
             f"{c.destination} answered the harmless name {c.name}: it runs a resolver, "
@@ -100,7 +102,15 @@ def _silent(c: SilentCheck, host: str) -> _Finding:
         replies = [r for r in q.responses if r.error is None]
         if not replies:
             continue
-        answers = [a for r in replies for a in r.addresses] or [replies[0].rcode]
+        addresses = [a for r in replies for a in r.addresses]
+        if addresses and set(addresses) <= set(m.addresses()):
+            return _Finding(
+                f"{c.destination} answered {', '.join(dict.fromkeys(addresses))} for {host}, "
+                "the addresses it has from here: it answers for the name's zone, unusable for "
+                "injection",
+                unusable=True,
+            )
+        answers = addresses or [replies[0].rcode]
         only = 6 if q.qtype == "AAAA" else None  # A is asked first: it got no answer
         return _Finding(
             f"{q.qtype} query for {host} to {c.destination}, which runs no resolver (a query "
@@ -119,10 +129,13 @@ def _resolver(
     who = f"the open resolver {o.resolver}"
     if not o.responses:
         return _Finding(f"{who} did not answer ({o.failure}: {o.error})", unusable=True)
-    own = list(dict.fromkeys(a for d in m.dns if d.failure is None for a in d.addresses))
-    if not own:
+    resolved = [a for d in m.dns if d.failure is None for a in d.addresses]
+    if not resolved:
         failure = most_common(d.failure for d in m.dns)
         return _Finding(f"{m.target.host} does not resolve from here either ({failure})")
+    own = list(dict.fromkeys(a for a in resolved if family(a) == 4))  # it was asked for A
+    if not own:
+        return _Finding(f"{m.target.host} has only IPv6 addresses from here: not compared")
     if o.failure in DNS_FAILURES:
         return _Finding(
             f"{who} answered {o.rcode or o.failure} for {m.target.host}, which resolves to "
@@ -144,6 +157,13 @@ def _resolver(
     genuine = {t.address for t in r.validation if t.verified and t.sni == m.target.host}
     if set(addresses) & (set(own) | genuine):
         return _Finding(f"{who} answered {', '.join(addresses[:3])}, genuine")
+    if not genuine & set(own):
+        return _Finding(
+            f"{who} answered {', '.join(addresses[:3])} for {m.target.host}, where it resolves "
+            f"to {', '.join(own[:3])} from here; no certificate valid for it is served at "
+            f"{own[0]} either, so the answer cannot be checked: not claimed",
+            unusable=True,
+        )
     return _Finding(
         f"{who} answered {', '.join(addresses[:3])} for {m.target.host}, where it resolves to "
         f"{', '.join(own[:3])} from here, and no certificate valid for it is served there",

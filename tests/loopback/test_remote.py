@@ -28,10 +28,11 @@ SELECTIVE = "127.0.0.72"  # "answers" one name only: what an injector on the pat
 ANY_NAME = "127.0.0.73"  # runs a resolver: proves nothing
 RESOLVER = "127.0.0.74"
 SERVER = "127.0.0.75"
+FORGED = "127.0.0.66"  # what the "injector" answers: not the name's address
 
 
 class Zone(DNSServer):
-    """Answers `names` (every name when None) with OWN, or NXDOMAIN for `lies`."""
+    """Answers `names` (every name when None) with `address`, or NXDOMAIN for `lies`."""
 
     def __init__(
         self,
@@ -39,9 +40,10 @@ class Zone(DNSServer):
         port: int,
         names: set[str] | None = None,
         lies: frozenset[str] = frozenset(),
+        address: str = OWN,
     ) -> None:
         super().__init__(host, port)
-        self.names, self.lies = names, lies
+        self.names, self.lies, self.answers = names, lies, address
 
     def handle(self, query: dns.message.Message) -> Replies:
         name = query.question[0].name.to_text(omit_final_dot=True)
@@ -50,7 +52,7 @@ class Zone(DNSServer):
         if name in self.lies:
             return [(0.0, self.answer(query, [], rcode=dns.rcode.NXDOMAIN))]
         a = query.question[0].rdtype == dns.rdatatype.A
-        return [(0.0, self.answer(query, [OWN] if a else []))]
+        return [(0.0, self.answer(query, [self.answers] if a else []))]
 
 
 def sni_filter(ca: trustme.CA) -> ssl.SSLContext:
@@ -80,7 +82,7 @@ async def country(web_server: Callable[..., Awaitable[int]], ca: trustme.CA) -> 
     own = await Zone("127.0.0.1", 0).start()
     servers = [
         own,
-        await Zone(SELECTIVE, 53, names={"injected.test"}).start(),
+        await Zone(SELECTIVE, 53, names={"injected.test"}, address=FORGED).start(),
         await Zone(ANY_NAME, 53).start(),
         await Zone(RESOLVER, 5353, lies=frozenset({"dns.blocked.test"})).start(),
     ]

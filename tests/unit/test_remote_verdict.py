@@ -72,6 +72,7 @@ def get(failure: Failure | None = None, body: str = "<title>Institute</title>") 
     )
 
 
+PROOF = replace(hello(HOST), address=REAL, verified=True)  # a valid certificate at our address
 SNI_OK = NameCheck(SERVER, hello("example.com"), hello(HOST))
 HOST_OK = NameCheck(SERVER, harmless_http=get(), target_http=get())
 BLOCKPAGE = "<title>Доступ ограничен</title> Доступ к информационному ресурсу ограничен"
@@ -118,6 +119,13 @@ ROWS = [
         "blocked",
         "dns/injected",
         "was answered NXDOMAIN after 31 ms",
+    ),
+    (
+        "an answer with the host's own addresses is a server of its zone, not a forgery",
+        m(silent_checks=(silent(None, answered("A", REAL), nothing("AAAA")),)),
+        "inconclusive",
+        None,
+        f"{SILENT} answered {REAL} for {HOST}, the addresses it has from here",
     ),
     (
         "an address refusing with ICMP runs no resolver either: still usable",
@@ -211,7 +219,10 @@ ROWS = [
         "a certificate valid for another name proves nothing",
         m(
             resolvers=(resolver("192.0.2.77"),),
-            validation=(replace(hello("other.example"), address="192.0.2.77", verified=True),),
+            validation=(
+                PROOF,
+                replace(hello("other.example"), address="192.0.2.77", verified=True),
+            ),
         ),
         "blocked",
         "dns/inconsistent",
@@ -221,11 +232,29 @@ ROWS = [
         "another address without a valid certificate is inconsistent",
         m(
             resolvers=(resolver("192.0.2.77"),),
-            validation=(replace(hello(HOST), address="192.0.2.77"),),  # completed, not valid
+            validation=(PROOF, replace(hello(HOST), address="192.0.2.77")),  # completed, not valid
         ),
         "blocked",
         "dns/inconsistent",
         f"answered 192.0.2.77 for {HOST}, where it resolves to {REAL} from here",
+    ),
+    (
+        "no valid certificate at this vantage's own address either (a site without HTTPS): "
+        "another answer cannot be checked",
+        m(resolvers=(resolver("192.0.2.77"),), validation=(replace(PROOF, verified=False),)),
+        "inconclusive",
+        None,
+        f"no certificate valid for it is served at {REAL} either, so the answer cannot be checked",
+    ),
+    (
+        "a host with only IPv6 addresses here: its A answer is not compared",
+        m(
+            resolvers=(resolver(rcode="NOERROR"),),
+            own=(DNSObservation("system", "system", "A+AAAA", 0.01, addresses=("2001:db8::10",)),),
+        ),
+        "accessible",
+        None,
+        f"{HOST} has only IPv6 addresses from here: not compared",
     ),
     (
         "a special-purpose answer is a bogon",
@@ -239,6 +268,7 @@ ROWS = [
         m(
             resolvers=(resolver("10.10.34.35"),),
             own=(DNSObservation("system", "system", "A", 0.01, addresses=("10.1.1.1",)),),
+            validation=(replace(PROOF, address="10.1.1.1"),),
         ),
         "blocked",
         "dns/inconsistent",
@@ -246,7 +276,7 @@ ROWS = [
     ),
     (
         "one public address among the answers: no bogon",
-        m(resolvers=(resolver("10.10.34.35", "192.0.2.77"),)),
+        m(resolvers=(resolver("10.10.34.35", "192.0.2.77"),), validation=(PROOF,)),
         "blocked",
         "dns/inconsistent",
         "answered 10.10.34.35, 192.0.2.77",
