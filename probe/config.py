@@ -44,6 +44,11 @@ class CannotListen(Exception):
     """The address a server was told to listen on cannot be bound; the message says why."""
 
 
+# the servers' (`serve`, the control helper) connection limits, see probe.httpd
+MAX_CONNECTIONS = 256
+CLIENT_TIMEOUT = 10.0  # seconds a connection may stay open without a request under way
+
+
 DESTINATIONS = ("silent", "resolvers", "servers")
 
 

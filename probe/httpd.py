@@ -21,11 +21,9 @@ from typing import Any
 
 from aiohttp import web
 
-from probe.config import CannotListen
+from probe.config import CLIENT_TIMEOUT, MAX_CONNECTIONS, CannotListen
 
-CLIENT_TIMEOUT = 10.0  # seconds a connection may stay open without a request under way
 BODY_TIMEOUT = 10.0  # seconds a request's body may take to arrive
-MAX_CONNECTIONS = 256
 SWEEP = 1.0
 
 

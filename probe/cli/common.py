@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeAlias, TypeVar
 
 from probe.config import (
+    CLIENT_TIMEOUT,
     DEADLINE_FORMULA,
+    MAX_CONNECTIONS,
     CannotListen,
     Config,
     ConfigError,
@@ -22,7 +24,6 @@ from probe.config import (
     parse_shard,
     shard,
 )
-from probe.httpd import CLIENT_TIMEOUT, MAX_CONNECTIONS
 
 T = TypeVar("T")
 

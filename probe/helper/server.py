@@ -32,10 +32,10 @@ from typing import Any
 
 from aiohttp import web
 
-from probe.config import Settings
+from probe.config import MAX_CONNECTIONS, Settings
 from probe.engine import flow
 from probe.engine.runtime import Runtime
-from probe.httpd import BODY_TIMEOUT, MAX_CONNECTIONS, Guard, authorised, serving
+from probe.httpd import BODY_TIMEOUT, Guard, authorised, serving
 from probe.measure import tls
 from probe.model import (
     CONTROL_API_VERSION,

@@ -10,10 +10,9 @@ needs `cryptography`, imported only then.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime
 import hashlib
-import os
+import re
 import ssl
 import time
 from typing import Any
@@ -57,20 +56,6 @@ def make_context(
     return ctx
 
 
-_POOL: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    """Threads for the handshakes' computation: `SSLObject.do_handshake` releases the GIL while
-    OpenSSL verifies and derives keys, so handshakes use every core, not the event loop's."""
-    global _POOL
-    if _POOL is None:
-        _POOL = concurrent.futures.ThreadPoolExecutor(
-            max_workers=os.cpu_count() or 2, thread_name_prefix="tls"
-        )
-    return _POOL
-
-
 async def handshake(
     conn: tcp.Connection,
     sni: str,
@@ -83,13 +68,12 @@ async def handshake(
     connection carries TLS from then on. A verified certificate is always summarised; one the
     context did not verify only when asked (the evidence of interception)."""
     start = time.perf_counter()
-    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
             tls = conn.secure(context, sni)
-            while True:  # even the ClientHello (a key pair to generate) is computed in a thread
+            while True:  # computed on the event loop: cheaper than handing each step to a thread
                 try:
-                    await loop.run_in_executor(_pool(), tls.do_handshake)
+                    tls.do_handshake()
                     break
                 except ssl.SSLWantReadError:
                     conn.flush()
@@ -197,8 +181,11 @@ def _name(rdns: tuple[tuple[tuple[str, str], ...], ...]) -> str:
     )
 
 
+_SPECIAL = re.compile(r'([,+"\\<>;])')
+
+
 def _escape(value: str) -> str:
-    out = "".join(f"\\{c}" if c in ',+"\\<>;' else c for c in value)
+    out = _SPECIAL.sub(r"\\\1", value)
     return "\\" + out if out[:1] in ("#", " ") else out
 
 

@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from probe.config import Config, ConfigError, load
+from probe.config import MAX_CONNECTIONS, Config, ConfigError, load
 from probe.engine import schedule
 from probe.engine.runtime import Runtime
-from probe.httpd import MAX_CONNECTIONS, Guard, serving
+from probe.httpd import Guard, serving
 from probe.model import Result, Target
 from probe.policy import AddressPolicy
 from probe.serve.archive import Archive

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -12,7 +13,9 @@ from pathlib import Path
 from tests.loopback.conftest import Handler, reset_after_hello
 
 
-async def censorprobe(*args: str, timeout: float = 60) -> tuple[int, str, str]:
+async def censorprobe(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -20,6 +23,7 @@ async def censorprobe(*args: str, timeout: float = 60) -> tuple[int, str, str]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
@@ -47,6 +51,22 @@ async def test_json_for_an_accessible_origin_has_evidence_for_every_step(
     assert probe["http"]["title"] == "Hello from the origin"
     assert set(result["timings"]) >= {"dns", "tcp_tls", "http", "total"}
     assert doc["vantage"]["country"] == "ZZ"
+
+
+async def test_a_plain_check_imports_no_server_dns_or_quic_library(
+    tls_origin: int, ca_file: str
+) -> None:
+    """What a `check` costs at start: the web server (aiohttp), dnspython, cryptography and
+    aioquic are each a tenth of a second or more, and a plain HTTPS check needs none of them."""
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    url = f"https://localhost:{tls_origin}/"
+    code, out, err = await censorprobe(
+        "check", url, "--ca-file", ca_file, "--format", "json", env=env
+    )
+    assert code == 0 and json.loads(out)["results"][0]["verdict"] == "accessible"
+    imported = {line.split("|")[-1].strip() for line in err.splitlines() if "|" in line}
+    assert "probe.engine.flow" in imported  # the log is read right
+    assert imported.isdisjoint({"aiohttp", "dns", "cryptography", "aioquic", "prometheus_client"})
 
 
 async def test_reset_after_client_hello_is_reported_at_the_tls_step(
