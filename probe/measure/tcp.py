@@ -23,8 +23,8 @@ class Connection:
     """An open connection: bytes in and out, in the clear or through TLS (`secure`).
 
     TLS runs over memory buffers (`ssl.SSLObject`) rather than asyncio's own TLS transport, so
-    that the handshake's computation can run in a thread (see `probe.measure.tls`), and so that
-    what waits to be read is always visible (`pending`)."""
+    that the connection whose TCP step was measured is the one TLS secures, the records' framing
+    is followed (`record_incomplete`), and what waits to be read is always visible (`pending`)."""
 
     def __init__(
         self, address: str, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

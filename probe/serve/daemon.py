@@ -145,14 +145,15 @@ class Daemon:
 
     def _record(self, index: int, result: Result) -> None:
         self.measured_in_round += 1
+        json = result.dumps()
         # a round started before a reload may finish a target the new list no longer has: its
         # series must not come back (the measurement is still evidence, so it is archived)
         if result.measurement.target.key in self.keys:
-            self.collector.record(result)
+            self.collector.record(result, json)
         if self.archive is None:
             return
         try:
-            self.archive.append(result.dumps(), result.finished)
+            self.archive.append(json, result.finished)
         except OSError as exc:  # a full disk must not stop the measurements
             if self.archive_problem is None:
                 log.error("archive: cannot write under %s: %s", self.archive.directory, exc)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from probe import __version__
-from probe.model import Result
+from probe.serve.metrics import Latest
 from probe.vocabulary import TARGET_VERDICTS
 
 STYLE = """
@@ -37,7 +37,7 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
-def _http3(r: Result) -> str:
+def _http3(r: Latest) -> str:
     """The HTTP/3 path's verdict as a badge, its explanation on hover (— for none)."""
     q = r.quic
     if q is None:
@@ -50,7 +50,7 @@ def _http3(r: Result) -> str:
 
 
 def render(
-    results: Sequence[Result],
+    results: Sequence[Latest],
     vantage: str,
     country: str,
     *,
@@ -63,8 +63,8 @@ def render(
     for r in results:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
     rows = []
-    for r in sorted(results, key=lambda r: (r.verdict.style.rank, r.measurement.target.service)):
-        t = r.measurement.target
+    for r in sorted(results, key=lambda r: (r.verdict.style.rank, r.target.service)):
+        t = r.target
         d = r.diagnosis
         how = str(d.blocking) if d.blocking else ""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(r.finished))

@@ -8,14 +8,15 @@ import gzip
 import time
 from typing import Protocol
 
+import orjson
 from aiohttp import web
 
 from probe.engine import schedule
 from probe.engine.runtime import Runtime
 from probe.httpd import authorised
-from probe.model import Result, Target
+from probe.model import Target
 from probe.serve import statuspage
-from probe.serve.metrics import ResultsCollector, render
+from probe.serve.metrics import Latest, ResultsCollector, render
 
 PROBE_MARGIN = 0.5  # answer this long before Prometheus gives up on the scrape
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -24,26 +25,31 @@ FRESH = 0.5  # seconds one rendering of /metrics serves every scrape
 
 class Exposition:
     """/metrics' text, rendered at most every FRESH seconds while results change, and shared by
-    every scrape in between (gzipped once for those that accept it): a crowd of scrapers costs
-    the event loop a few microseconds each, not a rendering each."""
+    every scrape in between: a crowd of scrapers costs the event loop a few microseconds each,
+    not a rendering each. The gzipped text is compressed once per rendering, in a thread; while
+    that runs, scrapes that accept gzip get the previous rendering's (at most FRESH seconds and a
+    compression older) rather than wait for it."""
 
     def __init__(self, collector: ResultsCollector) -> None:
         self.collector = collector
         self.changes = -1
         self.at = 0.0
         self.text = b""
-        self.gzipped: asyncio.Future[bytes] | None = None
+        self.gzipped: asyncio.Future[bytes] | None = None  # the latest compression done
+        self.compressing: asyncio.Future[bytes] | None = None  # the next, while it runs
 
     async def body(self, gzipped: bool) -> bytes:
         now = time.monotonic()
         if self.changes != self.collector.changes and now - self.at >= FRESH:
             self.changes, self.at = self.collector.changes, now
             self.text = render(self.collector)
-            self.gzipped = None
+            self.compressing = None
         if not gzipped:
             return self.text
-        if self.gzipped is None:  # compressed in a thread, once, for every scrape that waits
-            self.gzipped = asyncio.ensure_future(asyncio.to_thread(gzip.compress, self.text, 1))
+        if self.compressing is None:  # compressed once, for every scrape until the next render
+            self.compressing = asyncio.ensure_future(asyncio.to_thread(gzip.compress, self.text, 1))
+        if self.compressing.done() or self.gzipped is None:
+            self.gzipped = self.compressing
         return await self.gzipped
 
 
@@ -133,7 +139,7 @@ def make_app(source: Source, *, probe_slots: int = 4) -> web.Application:
         )
         return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE})
 
-    def _latest() -> list[Result]:
+    def _latest() -> list[Latest]:
         return list(source.collector.latest.values())
 
     async def results(request: web.Request) -> web.Response:
@@ -142,22 +148,25 @@ def make_app(source: Source, *, probe_slots: int = 4) -> web.Application:
         service = request.query.get("service")
         verdict = request.query.get("verdict")
         chosen = [
-            r.to_json()
+            r.json() or b"null"
             for r in _latest()
-            if (service is None or r.measurement.target.service == service)
+            if (service is None or r.target.service == service)
             and (verdict is None or r.verdict == verdict)
         ]
         s = source.runtime.settings
-        return web.json_response({"vantage": s.vantage, "country": s.country, "results": chosen})
+        head = orjson.dumps({"vantage": s.vantage, "country": s.country})[:-1]
+        body = head + b',"results":[' + b",".join(chosen) + b"]}"
+        return web.Response(body=body, content_type="application/json")
 
     async def result(request: web.Request) -> web.Response:
         if denied := refused(request):
             return denied
         # a URL, or a remote result's "URL (remote CC)" as the status page links it
         found = source.collector.latest.get(request.query.get("url", ""))
-        if found is None:
+        document = found.json() if found is not None else None
+        if document is None:
             return web.json_response({"error": "no result for that url"}, status=404)
-        return web.json_response(found.to_json())
+        return web.Response(body=document, content_type="application/json")
 
     async def healthz(request: web.Request) -> web.Response:
         ok = source.healthy()

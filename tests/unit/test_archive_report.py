@@ -13,6 +13,7 @@ from probe.cli.formats import Row, format_junit
 from probe.config import Settings
 from probe.model import Blocking, Diagnosis, Measurement, Result, Target
 from probe.serve import archive, statuspage
+from probe.serve.metrics import Latest
 from probe.serve.report import summarise
 from probe.vocabulary import Layer, Method, Verdict
 
@@ -139,7 +140,11 @@ def test_textfile_is_written_for_node_exporter(tmp_path: Path) -> None:
 
 def test_status_page_marks_blocked_services_and_escapes_text() -> None:
     page = statuspage.render(
-        [_result("https://a.example/<x>", Verdict.BLOCKED, Blocking(Layer.TLS, Method.RESET))],
+        [
+            Latest.of(
+                _result("https://a.example/<x>", Verdict.BLOCKED, Blocking(Layer.TLS, Method.RESET))
+            )
+        ],
         "vp<1>",
         "CN",
         now=DAY1 + 120,
