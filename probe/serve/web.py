@@ -148,10 +148,11 @@ def make_app(source: Source, *, probe_slots: int = 4) -> web.Application:
         service = request.query.get("service")
         verdict = request.query.get("verdict")
         chosen = [
-            r.json() or b"null"
+            document
             for r in _latest()
             if (service is None or r.target.service == service)
             and (verdict is None or r.verdict == verdict)
+            and (document := r.json()) is not None
         ]
         s = source.runtime.settings
         head = orjson.dumps({"vantage": s.vantage, "country": s.country})[:-1]
