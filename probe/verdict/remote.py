@@ -27,7 +27,7 @@ from probe.model import (
 from probe.policy import family, is_special
 from probe.verdict.fingerprints import BUILTIN, Fingerprint, match_http
 from probe.verdict.judge import DNS_FAILURES, HTTP_FAILURES, TLS_FAILURES, most_common
-from probe.vocabulary import Layer, Method, Verdict
+from probe.vocabulary import Failure, Layer, Method, Verdict
 
 SCOPE = "a remote measurement sees only censors that act on traffic from abroad"
 
@@ -136,6 +136,13 @@ def _resolver(
     own = list(dict.fromkeys(a for a in resolved if family(a) == 4))  # it was asked for A
     if not own:
         return _Finding(f"{m.target.host} has only IPv6 addresses from here: not compared")
+    if o.failure in (Failure.SERVFAIL, Failure.REFUSED):
+        return _Finding(
+            f"{who} answered {o.rcode or o.failure} for {m.target.host}: a resolver refuses or "
+            "fails a name for reasons of its own (its access list, the name's servers out of its "
+            "reach), not claimed",
+            unusable=True,
+        )
     if o.failure in DNS_FAILURES:
         return _Finding(
             f"{who} answered {o.rcode or o.failure} for {m.target.host}, which resolves to "

@@ -51,7 +51,11 @@ def silent(harmless: DNSObservation | None = None, *queries: DNSObservation) -> 
 
 
 def resolver(*addresses: str, rcode: str = "NOERROR") -> DNSObservation:
-    failure = {"NXDOMAIN": Failure.NXDOMAIN, "SERVFAIL": Failure.SERVFAIL}.get(rcode)
+    failure = {
+        "NXDOMAIN": Failure.NXDOMAIN,
+        "SERVFAIL": Failure.SERVFAIL,
+        "REFUSED": Failure.REFUSED,
+    }.get(rcode)
     if rcode == "NOERROR" and not addresses:
         failure = Failure.NO_ANSWER
     reply = DNSResponse(0.02, rcode, addresses)
@@ -171,6 +175,20 @@ ROWS = [
         "accessible",
         None,
         f"{HOST} does not resolve from here either (nxdomain)",
+    ),
+    (
+        "an open resolver that refuses the name proves nothing without a control",
+        m(resolvers=(resolver(rcode="REFUSED"),)),
+        "inconclusive",
+        None,
+        f"the open resolver {RESOLVER} answered REFUSED for {HOST}: a resolver refuses or fails",
+    ),
+    (
+        "an open resolver's SERVFAIL may be the name's servers out of its reach: not claimed",
+        m(resolvers=(resolver(rcode="SERVFAIL"),), silent_checks=(silent(),)),
+        "accessible",
+        None,
+        "answered SERVFAIL for www.clubhouse.com: a resolver refuses or fails a name",
     ),
     (
         "a resolver that does not answer is unusable",
