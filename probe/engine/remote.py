@@ -1,11 +1,13 @@
 """Remote measurement: a vantage abroad looks toward one country's destinations, which the user
 lists, for censors on the path that act on traffic from abroad (as the GFW's do in both
-directions). Three techniques, each paired with a harmless name sent first to the same place:
+directions). Three techniques, each with a control:
 
-1. the target's name to addresses that run no resolver (GFWatch): any answer was forged;
+1. the target's name to addresses that run no resolver (GFWatch), after a harmless name that
+   must get no answer: any answer to the target's was forged;
 2. to open resolvers in the country (Satellite): answers compared with this vantage's own
    resolution, the others checked by certificate;
-3. the target's SNI (https) or Host header (http) to web servers in the country (Hyperquack).
+3. the target's SNI (https) or Host header (http) to web servers in the country (Hyperquack),
+   after the same exchange with a harmless name.
 
 Every destination is paced (`remote_rate` exchanges per second, at most); nothing is scanned.
 """
