@@ -7,6 +7,7 @@ unknown keys are errors too, because a typo that passes silently measures the wr
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import io
 import ipaddress
@@ -15,11 +16,12 @@ import os
 import socket
 import stat
 import sys
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import yaml
@@ -32,7 +34,7 @@ LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 STR_TAG = "tag:yaml.org,2002:str"
 
 
-MAX_FILE_BYTES = 64 << 20
+MAX_FILE_BYTES = 256 << 20  # a million targets of real lists, with room
 MAX_TARGETS = 1_000_000
 
 
@@ -82,46 +84,269 @@ class RemoteCountry:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    """How to measure. Every field can be set in `settings:` and overridden on the command line."""
+class Spec:
+    """How one setting is checked and offered, declared beside its field in `Settings`: the file,
+    the flag and code (`Settings(timeout=-1)`) all pass through `check`."""
 
-    vantage: str = field(default_factory=socket.gethostname)
-    country: str = "ZZ"
-    control: str | None = None
-    resolvers: tuple[str, ...] = ("system",)
-    interval: float = 300.0
-    public_ranges: tuple[str, ...] = ()
-    timeout: float = 10.0  # seconds, for each step
-    concurrency: int = 16
-    ca_file: str | None = None
-    dns_window: float = 0.5  # keep listening this long after the first UDP answer
-    max_addresses: int = 4  # addresses tested per target, both families where present
-    body_cap: int = 1 << 20
-    throughput_window: float = 5.0
-    max_redirects: int = 10
+    check: Callable[[Any], Any]  # a value (or one item of a list) -> the value kept; ValueError
+    help: str = ""
+    flag: str = ""  # the flag's name without "--"; "" where the setting is the file's only
+    group: str = ""  # which subcommands offer the flag: "network" (check, serve, control),
+    # "measure" (check, serve) or "serve"
+    arg: Callable[[str], Any] = str  # the flag's text -> a value for `check`
+    metavar: str = "S"
+    many: bool = False  # a list: the flag is repeatable and `check` takes each item
+    choices: tuple[str, ...] | None = None
+
+
+def setting(default: Any, spec: Spec, factory: Callable[[], Any] | None = None) -> Any:
+    """A field of `Settings` with its declaration (type from the annotation)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"spec": spec})
+    return field(default=default, metadata={"spec": spec})
+
+
+def _positive(kind: type) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ValueError(f"expected a positive number, got {value!r}")
+        if kind is int and not float(value).is_integer():
+            raise ValueError(f"expected a whole number, got {value!r}")
+        return kind(value)
+
+    return convert
+
+
+def _non_negative(kind: type) -> Callable[[Any], Any]:
+    positive = _positive(kind)
+
+    def convert(value: Any) -> Any:
+        return kind(0) if value == 0 and not isinstance(value, bool) else positive(value)
+
+    return convert
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _country(value: Any) -> str:
+    text = _text(value)
+    if len(text) != 2 or not text.isalpha():
+        raise ValueError(f"expected a two-letter country code, got {value!r}")
+    return text.upper()
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _quic_mode(value: Any) -> str:
+    text = _text(value)
+    if text not in QUIC_MODES:
+        raise ValueError(f"expected one of {', '.join(QUIC_MODES)}, got {text!r}")
+    return text
+
+
+def _url(value: Any) -> str:
+    text = _text(value)
+    if urlsplit(text).scheme not in ("http", "https") or not urlsplit(text).hostname:
+        raise ValueError(f"{text!r} is not an http(s) URL")
+    return text
+
+
+def _remote_country(value: Any) -> RemoteCountry:
+    if not isinstance(value, RemoteCountry):
+        raise ValueError(f"expected a country and its destinations, got {value!r}")
+    return value
+
+
+POSITIVE, WHOLE = _positive(float), _positive(int)
+# what a user reads in --help and the README; `Settings.deadline` computes it
+DEADLINE_FORMULA = "4 x timeout + throughput_window + stall_after"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How to measure. Each field is declared once, with its check, flag and help (`Spec`): the
+    targets file's `settings:`, the command line and code are checked the same way."""
+
+    vantage: str = setting(
+        None,
+        Spec(_text, "name of this vantage point", "vantage", "measure", metavar="NAME"),
+        factory=socket.gethostname,
+    )
+    country: str = setting(
+        "ZZ",
+        Spec(_country, "country code of this vantage point", "country", "measure", metavar="CC"),
+    )
+    control: str | None = setting(
+        None,
+        Spec(
+            _url,
+            "the control helper (censorprobe control) on an unfiltered network; without it only "
+            "what this vantage alone proves is called blocked",
+            "control",
+            "measure",
+            metavar="URL",
+        ),
+    )
+    resolvers: tuple[str, ...] = setting(
+        ("system",),
+        Spec(
+            lambda v: check_resolver(_text(v)),
+            "'system', an IP[:port] (UDP, listens for injected answers) or an https:// DoH URL; "
+            "repeatable; replaces settings.resolvers",
+            "resolver",
+            "network",
+            metavar="ADDR|DoH-URL",
+            many=True,
+        ),
+    )
+    interval: float = setting(
+        300.0,
+        Spec(
+            POSITIVE,
+            "seconds between rounds (default 300, ±10%% jitter)",
+            "interval",
+            "serve",
+            float,
+        ),
+    )
+    public_ranges: tuple[str, ...] = setting(
+        (),
+        Spec(
+            lambda v: check_cidr(_text(v)),
+            "special-purpose range to treat as public (labs); repeatable",
+            "public-range",
+            "network",
+            metavar="CIDR",
+            many=True,
+        ),
+    )
+    timeout: float = setting(
+        10.0,
+        Spec(
+            POSITIVE,
+            "one network wait: a connect, a handshake, the first byte of an answer (default 10); "
+            f"a target's deadline is {DEADLINE_FORMULA}",
+            "timeout",
+            "network",
+            float,
+        ),
+    )
+    concurrency: int = setting(
+        16,
+        Spec(WHOLE, "targets measured at once (default 16)", "concurrency", "measure", int, "N"),
+    )
+    ca_file: str | None = setting(
+        None,
+        Spec(
+            _text,
+            "extra trust anchors (SSL_CERT_FILE is honoured too)",
+            "ca-file",
+            "network",
+            metavar="PEM",
+        ),
+    )
+    # keep listening this long after the first UDP answer
+    dns_window: float = setting(0.5, Spec(POSITIVE))
+    # addresses tested per target, both families where present
+    max_addresses: int = setting(4, Spec(WHOLE))
+    body_cap: int = setting(1 << 20, Spec(WHOLE))
+    throughput_window: float = setting(5.0, Spec(POSITIVE))
+    max_redirects: int = setting(10, Spec(WHOLE))
     # the harmless SNI that tells SNI filtering from IP blocking
-    sni_check_name: str = "example.com"
-    control_token: str | None = None
-    fingerprints: tuple[str, ...] = ()  # OONI-format CSV files or URLs, added to the built-in set
-    retries: int = 1  # re-measurements of a target found blocked before the verdict stands
-    # the pause before a re-measurement; the GFW's residual blocking lasts ~90 s: raise it there
-    retry_pause: float = 10.0
-    # once a response began, this long without a byte before its end is a stall (default: half
-    # the timeout)
-    stall_after: float | None = None
-    # HTTP/3: "auto" where the site advertises it (Alt-Svc h3, to the probe or the control),
-    # "always", or "never"; a target's own `quic:` wins
-    quic: str = "auto"
+    sni_check_name: str = setting("example.com", Spec(_text))
+    control_token: str | None = setting(
+        None,
+        Spec(
+            _text,
+            "bearer token for the control (or CENSORPROBE_CONTROL_TOKEN)",
+            "control-token",
+            "measure",
+            metavar="T",
+        ),
+    )
+    # OONI-format CSV files or URLs, added to the built-in set
+    fingerprints: tuple[str, ...] = setting((), Spec(_text, many=True))
+    retries: int = setting(
+        1,
+        Spec(
+            _non_negative(int),
+            "re-measure a target that looks blocked N times before the verdict stands (default 1)",
+            "retries",
+            "measure",
+            int,
+            "N",
+        ),
+    )
+    retry_pause: float = setting(
+        10.0,
+        Spec(
+            _non_negative(float),
+            "pause before a re-measurement (default 10; the GFW's residual blocking lasts ~90 s)",
+            "retry-pause",
+            "measure",
+            float,
+        ),
+    )
+    stall_after: float | None = setting(
+        None,
+        Spec(
+            POSITIVE,
+            "once a response began, this long without a byte before its end is a stall "
+            "(default: half the timeout)",
+            "stall-after",
+            "measure",
+            float,
+        ),
+    )
+    quic: str = setting(
+        "auto",
+        Spec(
+            _quic_mode,
+            "measure HTTP/3 too: auto (default) where the site advertises it (Alt-Svc h3, to "
+            "this vantage or the control), always, or never; a target's own `quic:` wins",
+            "quic",
+            "measure",
+            choices=QUIC_MODES,
+        ),
+    )
     # remote measurement: the countries measured from here toward the destinations listed
-    remote: tuple[RemoteCountry, ...] = ()
-    remote_only: bool = False  # measure the remote countries only, not from here
-    remote_rate: float = 10.0  # exchanges per second toward one destination, at most
+    remote: tuple[RemoteCountry, ...] = setting((), Spec(_remote_country, many=True))
+    remote_only: bool = setting(False, Spec(_bool))  # the remote countries only, not from here
+    remote_rate: float = setting(10.0, Spec(POSITIVE))  # contacts a second to one address, at most
+    # handshakes with the target's name to the addresses open resolvers answered (to prove an
+    # answer genuine): false to contact none of them (`inconsistent` is then never claimed)
+    remote_verify_answers: bool = setting(True, Spec(_bool))
 
     def __post_init__(self) -> None:
-        for spec in self.resolvers:
-            check_resolver(spec)
-        for cidr in self.public_ranges:
-            check_cidr(cidr)
+        for f in fields(self):
+            spec: Spec = f.metadata["spec"]
+            value = getattr(self, f.name)
+            if value is None and f.default is None:
+                continue
+            try:
+                if spec.many:
+                    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+                        raise ValueError(f"expected a list, got {value!r}")
+                    checked: Any = tuple(spec.check(v) for v in value)
+                else:
+                    checked = spec.check(value)
+            except ValueError as exc:
+                raise ValueError(f"{f.name}: {exc}") from None
+            if checked is not value:
+                object.__setattr__(self, f.name, checked)
 
     def remote_country(self, country: str) -> RemoteCountry:
         return next(r for r in self.remote if r.country == country)
@@ -139,9 +364,19 @@ class Settings:
     def target_bound(self) -> float:
         """The most one target may take, re-measurements and the control's answer included:
         TARGET_BOUND_FORMULA."""
+        return self.bound(quic=self.quic != "never", retries=self.retries)
+
+    def bound(self, *, quic: bool, retries: int) -> float:
+        """TARGET_BOUND_FORMULA for a target whose HTTP/3 path is measured or not, with
+        `retries` re-measurements: the one place it is computed (`engine.deadline` schedules
+        by it)."""
         grace = CONTROL_GRACE if self.control else 0.0
-        quic = self.quic_deadline if self.quic != "never" else 0.0
-        return self.deadline + grace + self.retries * (self.retry_pause + self.deadline) + quic
+        return (
+            self.deadline
+            + grace
+            + retries * (self.retry_pause + self.deadline)
+            + (self.quic_deadline if quic else 0.0)
+        )
 
     @property
     def quic_deadline(self) -> float:
@@ -150,9 +385,11 @@ class Settings:
         return 3 * self.timeout + self.stall
 
 
+SPECS: dict[str, Spec] = {f.name: f.metadata["spec"] for f in fields(Settings)}
+
+
 CONTROL_GRACE = 5.0  # how much longer than the probe's deadline the control's answer may take
 # what a user reads in --help and the README; `Settings.deadline` and `.target_bound` compute them
-DEADLINE_FORMULA = "4 x timeout + throughput_window + stall_after"
 QUIC_DEADLINE_FORMULA = "3 x timeout + stall_after"
 TARGET_BOUND_FORMULA = (
     f"deadline + {CONTROL_GRACE:g} s (with a control, for its answer) "
@@ -264,43 +501,113 @@ def shard(targets: tuple[Target, ...], index: int, count: int) -> tuple[Target, 
     return tuple(t for t in targets if bucket(t) == index)
 
 
-def load(path: str | Path) -> Config:
+class Unfinished(Exception):
+    """The run's budget ran out while the targets were read; `read` says how many were."""
+
+    def __init__(self, name: str, read: int) -> None:
+        super().__init__(f"{name}: the run's budget ran out while reading it ({read} targets read)")
+        self.read = read
+
+
+class _Targets:
+    """Targets as they are read: each URL once (the first entry's service wins, repeats are
+    counted for a note), at most MAX_TARGETS, and the budget's clock looked at now and then."""
+
+    def __init__(self, name: str, until: float | None) -> None:
+        self.name = name
+        self.until = until
+        self.items: list[Target] = []
+        self._seen: set[str] = set()
+        self._repeated: Counter[str] = Counter()
+
+    def add(self, target: Target) -> None:
+        if target.url in self._seen:
+            self._repeated[target.url] += 1
+            return
+        self._seen.add(target.url)
+        self.items.append(target)
+        n = len(self.items)
+        if n > MAX_TARGETS:
+            raise ConfigError(f"{self.name}: more than {MAX_TARGETS} targets")
+        if self.until is not None and not n % 4096 and time.monotonic() > self.until:
+            raise Unfinished(self.name, n)
+
+    def notes(self) -> tuple[str, ...]:
+        if not self._repeated:
+            return ()
+        shown = ", ".join(f"{u} ({n + 1}x)" for u, n in list(self._repeated.items())[:3])
+        more = len(self._repeated) - 3
+        tail = f" and {more} more" if more > 0 else ""
+        return (f"{self.name}: listed more than once, measured once: {shown}{tail}",)
+
+    def config(self, settings: Settings) -> Config:
+        if not self.items:
+            raise ConfigError(f"{self.name}: no targets")
+        return Config(settings, tuple(self.items), self.notes())
+
+
+def load(path: str | Path, *, until: float | None = None) -> Config:
     """Read a targets.yaml or a Citizen Lab CSV (by extension, or by a `url,` header); `-` is
-    standard input. Only regular files, of at most MAX_FILE_BYTES."""
-    text, name = _read(str(path))
-    if name.lower().endswith(".csv") or text.lstrip("\ufeff").startswith("url,"):
-        config = Config(Settings(), load_csv(text, name))
-    else:
-        config = load_yaml(text, name)
-    if len(config.targets) > MAX_TARGETS:
-        raise ConfigError(f"{name}: {len(config.targets)} targets, more than {MAX_TARGETS}")
-    return config.deduplicated(name)
+    standard input. Only regular files, of at most MAX_FILE_BYTES, read as a stream: a million
+    targets cost their own memory, not the file's. `until` (a `time.monotonic()` value) stops
+    the reading with `Unfinished` when a run's budget runs out."""
+    name, stream, size = _open(str(path))
+    collected = _Targets(name, until)
+    collecting = gc.isenabled()
+    gc.disable()  # a million acyclic objects: the cyclic collector's passes only cost time
+    try:
+        with stream:
+            head = stream.read(4)
+            stream.seek(0)
+            if name.lower().endswith(".csv") or head.lstrip("\ufeff").startswith("url,"):
+                _csv(stream, name, collected)
+                return collected.config(Settings())
+            settings = _yaml(stream, name, size, collected)
+            return collected.config(settings)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        if collecting:
+            gc.enable()
 
 
-def _read(path: str) -> tuple[str, str]:
-    """The text of a targets file, and the name to give in errors."""
+def _open(path: str) -> tuple[str, TextIO, int]:
+    """The name to give in errors, the text as a stream, and its size in bytes."""
+    name = "<stdin>" if path == "-" else path
     try:
         if path == "-":
-            name, data = "<stdin>", sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+            size = len(data)
+            if size <= MAX_FILE_BYTES:
+                stream: TextIO = io.StringIO(data.decode("utf-8"))
         else:
-            name = path
-            if not stat.S_ISREG(os.stat(path).st_mode):
+            info = os.stat(path)
+            if not stat.S_ISREG(info.st_mode):
                 raise ConfigError(f"{path}: not a regular file (give a file, or - for stdin)")
-            with open(path, "rb") as f:
-                data = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(f"{name}: larger than {MAX_FILE_BYTES >> 20} MiB")
-    try:
-        return data.decode("utf-8"), name
+            size = info.st_size
+            if size <= MAX_FILE_BYTES:
+                stream = open(path, encoding="utf-8", newline="")  # noqa: SIM115
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if size > MAX_FILE_BYTES:
+        raise ConfigError(f"{name}: larger than {MAX_FILE_BYTES >> 20} MiB")
+    return name, stream, size
 
 
 def load_csv(text: str, name: str) -> tuple[Target, ...]:
+    """A Citizen Lab test list given as text (see `load`)."""
+    collected = _Targets(name, None)
+    _csv(io.StringIO(text), name, collected)
+    return collected.config(Settings()).targets
+
+
+def _csv(stream: TextIO, name: str, out: _Targets) -> None:
     """A Citizen Lab test list: `url,category_code,...`; the service is named after the host."""
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    reader = csv.reader(stream)
     try:
         header = next(reader)
     except StopIteration:
@@ -309,31 +616,147 @@ def load_csv(text: str, name: str) -> tuple[Target, ...]:
         ) from None
     except csv.Error as exc:
         raise ConfigError(f"{name}:1: {exc}") from None
+    if header:
+        header[0] = header[0].lstrip("\ufeff")
     if "url" not in header:
         raise ConfigError(f"{name}:1: the header has no 'url' column (found: {','.join(header)})")
     col_url = header.index("url")
     col_cat = header.index("category_code") if "category_code" in header else None
-    targets: list[Target] = []
+    categories: dict[str, str] = {}  # a few codes, each kept once
     try:
         for row in reader:
-            line = reader.line_num
             if not row or not any(cell.strip() for cell in row):
                 continue
             if len(row) <= col_url:
-                raise ConfigError(f"{name}:{line}: url: missing (the row has {len(row)} columns)")
+                raise ConfigError(
+                    f"{name}:{reader.line_num}: url: missing (the row has {len(row)} columns)"
+                )
             category = row[col_cat].strip() if col_cat is not None and len(row) > col_cat else ""
+            category = categories.setdefault(category, category)
             try:
-                targets.append(Target.parse(row[col_url], category=category))
+                out.add(Target.parse(row[col_url], category=category))
             except ValueError as exc:
-                raise ConfigError(f"{name}:{line}: url: {exc}") from None
+                raise ConfigError(f"{name}:{reader.line_num}: url: {exc}") from None
     except csv.Error as exc:
         raise ConfigError(f"{name}:{reader.line_num}: {exc}") from None
-    if not targets:
-        raise ConfigError(f"{name}: no targets")
-    return tuple(targets)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}:{reader.line_num + 1}: not UTF-8 text ({exc.reason})") from None
 
 
-# --- YAML, walked node by node so that every value keeps its line --------------------------
+# --- YAML, read as a stream of events; each entry of a long list is composed on its own, so that
+# every value keeps its line and a million entries never live as one tree of nodes
+
+
+class _Events:
+    """The parser's events, aliases expanded by replaying what their anchor recorded, at most
+    `budget` of them: a file cannot hold more events than bytes, so more means aliases expanding
+    (a "billion laughs" file of 40 KB would list millions of targets)."""
+
+    def __init__(self, stream: TextIO, name: str, budget: int) -> None:
+        self._source = yaml.parse(stream, Loader=LOADER)
+        self.name = name
+        self.budget = budget + 4  # and the stream's and the document's start and end
+        self._anchors: dict[str, list[yaml.Event]] = {}
+        self._recording: list[tuple[str, list[yaml.Event]]] = []
+        self._depths: list[int] = []
+        self._replay: list[Iterator[yaml.Event]] = []
+        self._peeked: yaml.Event | None = None
+        self._resolver = yaml.resolver.Resolver()
+
+    def fail(self, event: yaml.Event | yaml.Node, key: str, message: str) -> ConfigError:
+        line = event.start_mark.line + 1 if event.start_mark is not None else "?"
+        return ConfigError(f"{self.name}:{line}: {key}: {message}")
+
+    def peek(self) -> yaml.Event:
+        if self._peeked is None:
+            self._peeked = self._next()
+        return self._peeked
+
+    def next(self) -> yaml.Event:
+        event = self.peek()
+        self._peeked = None
+        return event
+
+    def _next(self) -> yaml.Event:
+        while True:
+            event = next(self._replay[-1], None) if self._replay else next(self._source)
+            if event is None:
+                self._replay.pop()
+                continue
+            if isinstance(event, yaml.AliasEvent):
+                recorded = self._anchors.get(event.anchor or "")
+                if recorded is None:
+                    raise self.fail(event, "alias", f"unknown alias *{event.anchor}")
+                self._replay.append(iter(recorded))
+                continue
+            self.budget -= 1
+            if self.budget < 0:
+                raise self.fail(
+                    event, "aliases", "expand to more entries than the file holds (an alias bomb?)"
+                )
+            self._record(event)
+            return event
+
+    def _record(self, event: yaml.Event) -> None:
+        """Keep the events of an anchored value, for its aliases."""
+        if getattr(event, "anchor", None) is not None:
+            self._recording.append((event.anchor, []))  # type: ignore[attr-defined]
+            self._depths.append(0)
+        if not self._recording:
+            return
+        step = int(isinstance(event, yaml.CollectionStartEvent)) - int(
+            isinstance(event, yaml.CollectionEndEvent)
+        )
+        for i, (_, events) in enumerate(self._recording):
+            events.append(event)
+            self._depths[i] += step
+        while self._recording and self._depths[-1] == 0:
+            done, events = self._recording.pop()
+            self._depths.pop()
+            self._anchors[done] = events
+
+    def compose(self) -> yaml.Node:
+        """The next value as a node (for the walker), from its events."""
+        event = self.next()
+        if isinstance(event, yaml.ScalarEvent):
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = self._resolve(yaml.ScalarNode, event.value, event.implicit)
+            return yaml.ScalarNode(tag, event.value, *_marks(event))
+        if isinstance(event, yaml.SequenceStartEvent):
+            items = []
+            while not isinstance(self.peek(), yaml.SequenceEndEvent):
+                items.append(self.compose())
+            self.next()
+            tag = event.tag or self._resolve(yaml.SequenceNode, None, event.implicit)
+            return yaml.SequenceNode(tag, items, *_marks(event))
+        if isinstance(event, yaml.MappingStartEvent):
+            pairs = []
+            while not isinstance(self.peek(), yaml.MappingEndEvent):
+                pairs.append((self.compose(), self.compose()))
+            self.next()
+            tag = event.tag or self._resolve(yaml.MappingNode, None, event.implicit)
+            return yaml.MappingNode(tag, pairs, *_marks(event))
+        raise self.fail(event, "value", f"unexpected {type(event).__name__}")
+
+    def _resolve(self, kind: type[yaml.Node], value: str | None, implicit: Any) -> str:
+        """The tag a plain value stands for (a number, a boolean, a string…), as the composer
+        resolves it."""
+        return str(self._resolver.resolve(kind, value, implicit))  # type: ignore[no-untyped-call]
+
+    def items(self, key: str) -> Iterator[yaml.Node]:
+        """The entries of the list that comes next, each composed when its turn comes."""
+        if not isinstance(self.peek(), yaml.SequenceStartEvent):
+            raise self.fail(self.compose(), key, "expected a list")
+        self.next()
+        while not isinstance(self.peek(), yaml.SequenceEndEvent):
+            yield self.compose()
+        self.next()
+
+
+def _marks(event: Any) -> tuple[Any, Any]:
+    """Where an event starts and ends (libyaml's marks, typed apart from PyYAML's)."""
+    return event.start_mark, event.end_mark
 
 
 class _Walker:
@@ -358,7 +781,11 @@ class _Walker:
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, key, "expected a single value, not a list or mapping")
         self.spend(node, key, 1)
-        return self._constructor.construct_object(node)
+        if node.tag == STR_TAG:
+            return node.value  # a string already (most keys and values): nothing to construct
+        value = self._constructor.construct_object(node)
+        self._constructor.constructed_objects.clear()  # it remembers every node it built
+        return value
 
     def string(self, node: yaml.Node, key: str) -> str:
         if isinstance(node, yaml.ScalarNode) and node.tag == STR_TAG:
@@ -394,132 +821,74 @@ class _Walker:
 
 
 def load_yaml(text: str, name: str) -> Config:
-    """Parse targets.yaml; see DESIGN.md for the schema."""
+    """targets.yaml given as text (see `load`)."""
+    collected = _Targets(name, None)
+    settings = _yaml(io.StringIO(text), name, len(text), collected)
+    return collected.config(settings)
+
+
+def _yaml(stream: TextIO, name: str, size: int, out: _Targets) -> Settings:
+    """targets.yaml: `settings:`, `services:`, `targets:` (see the README); the targets go to
+    `out` as each entry is read."""
     try:
-        root = yaml.compose(text, Loader=LOADER)
+        return _document(_Events(stream, name, size), _Walker(name, size), out)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"{mark.line + 1}" if mark is not None else "?"
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{name}:{line}: not valid YAML: {problem}") from None
-    if root is None:
-        raise ConfigError(f"{name}:1: empty file, expected 'services:' and/or 'targets:'")
-    w = _Walker(name, len(text))
+
+
+def _document(events: _Events, w: _Walker, out: _Targets) -> Settings:
+    empty = ConfigError(f"{w.name}:1: empty file, expected 'services:' and/or 'targets:'")
+    events.next()  # the stream's start
+    if isinstance(events.peek(), yaml.StreamEndEvent):
+        raise empty
+    events.next()  # the document's start
+    if not isinstance(events.peek(), yaml.MappingStartEvent):
+        root = events.compose()
+        if isinstance(root, yaml.ScalarNode) and root.tag == "tag:yaml.org,2002:null":
+            raise empty
+        raise w.fail(root, "", "expected a mapping (key: value)")
+    events.next()
     settings = Settings()
-    targets: list[Target] = []
-    for key, knode, vnode in w.mapping(root, ""):
+    seen: set[str] = set()
+    while not isinstance(events.peek(), yaml.MappingEndEvent):
+        knode = events.compose()
+        key = w.scalar(knode, "")
+        if not isinstance(key, str):
+            raise w.fail(knode, "", f"keys must be strings, got {key!r}")
+        if key in seen:
+            raise w.fail(knode, key, "duplicate key")
+        seen.add(key)
         if key == "settings":
-            settings = _settings(w, vnode)
+            settings = _settings(w, events.compose())
         elif key == "services":
-            targets.extend(_services(w, vnode))
+            for i, item in enumerate(events.items("services")):
+                _service(w, item, f"services[{i}]", out)
         elif key == "targets":
-            targets.extend(_targets(w, vnode))
+            for i, item in enumerate(events.items("targets")):
+                _target(w, item, f"targets[{i}]", out)
         else:
             raise w.fail(knode, key, "unknown key (expected settings, services, targets)")
-    if not targets:
-        raise ConfigError(f"{name}: no targets: add 'services:' or 'targets:'")
-    return Config(settings, tuple(targets))
-
-
-def _positive(kind: type) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value <= 0
-        ):
-            raise ValueError(f"expected a positive number, got {value!r}")
-        if kind is int and not float(value).is_integer():
-            raise ValueError(f"expected a whole number, got {value!r}")
-        return kind(value)
-
-    return convert
-
-
-def _non_negative(kind: type) -> Callable[[Any], Any]:
-    positive = _positive(kind)
-
-    def convert(value: Any) -> Any:
-        return kind(0) if value == 0 and not isinstance(value, bool) else positive(value)
-
-    return convert
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _country(value: Any) -> str:
-    text = _text(value)
-    if len(text) != 2 or not text.isalpha():
-        raise ValueError(f"expected a two-letter country code, got {value!r}")
-    return text.upper()
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _quic_mode(value: Any) -> str:
-    text = _text(value)
-    if text not in QUIC_MODES:
-        raise ValueError(f"expected one of {', '.join(QUIC_MODES)}, got {text!r}")
-    return text
-
-
-def _url(value: Any) -> str:
-    text = _text(value)
-    if urlsplit(text).scheme not in ("http", "https") or not urlsplit(text).hostname:
-        raise ValueError(f"{text!r} is not an http(s) URL")
-    return text
-
-
-_SETTING_TYPES: dict[str, Callable[[Any], Any]] = {
-    "vantage": _text,
-    "country": _country,
-    "control": _url,
-    "interval": _positive(float),
-    "timeout": _positive(float),
-    "concurrency": _positive(int),
-    "ca_file": _text,
-    "dns_window": _positive(float),
-    "max_addresses": _positive(int),
-    "body_cap": _positive(int),
-    "throughput_window": _positive(float),
-    "max_redirects": _positive(int),
-    "sni_check_name": _text,
-    "control_token": _text,
-    "retries": _non_negative(int),
-    "retry_pause": _non_negative(float),
-    "stall_after": _positive(float),
-    "quic": _quic_mode,
-    "remote_rate": _positive(float),
-    "remote_only": _bool,
-}
-_SETTING_LISTS: dict[str, Callable[[str], str]] = {
-    "resolvers": check_resolver,
-    "public_ranges": check_cidr,
-    "fingerprints": _text,
-}
+    events.next()
+    events.next()  # the document's end
+    if not isinstance(events.peek(), yaml.StreamEndEvent):
+        raise events.fail(events.peek(), "", "expected a single document, found another")
+    if not out.items:
+        raise ConfigError(f"{w.name}: no targets: add 'services:' or 'targets:'")
+    return settings
 
 
 def override(settings: Settings, values: dict[str, Any]) -> Settings:
     """Settings with command-line values, checked as the file's are; errors name the flag."""
     checked: dict[str, Any] = {}
     for key, value in values.items():
+        spec = SPECS[key]
         try:
-            if key in _SETTING_LISTS:
-                checked[key] = tuple(_SETTING_LISTS[key](v) for v in value)
-            else:
-                checked[key] = _SETTING_TYPES[key](value)
+            checked[key] = tuple(map(spec.check, value)) if spec.many else spec.check(value)
         except ValueError as exc:
-            flag = {"resolvers": "resolver", "public_ranges": "public-range"}.get(key, key)
-            raise ConfigError(f"--{flag.replace('_', '-')}: {exc}") from None
+            raise ConfigError(f"--{spec.flag or key}: {exc}") from None
     return replace(settings, **checked)
 
 
@@ -527,25 +896,25 @@ def _settings(w: _Walker, node: yaml.Node) -> Settings:
     values: dict[str, Any] = {}
     for key, knode, vnode in w.mapping(node, "settings"):
         where = f"settings.{key}"
-        if key in _SETTING_LISTS:
+        spec = SPECS.get(key)
+        if spec is None:
+            raise w.fail(knode, where, f"unknown setting (known: {', '.join(SPECS)})")
+        if key == "remote":
+            values[key] = _remote(w, vnode)
+        elif spec.many:
             items = []
             for i, item in enumerate(w.sequence(vnode, where)):
                 text = str(w.scalar(item, f"{where}[{i}]"))
                 try:
-                    items.append(_SETTING_LISTS[key](text))
+                    items.append(spec.check(text))
                 except ValueError as exc:
                     raise w.fail(item, f"{where}[{i}]", str(exc)) from None
             values[key] = tuple(items)
-        elif key == "remote":
-            values[key] = _remote(w, vnode)
-        elif key in _SETTING_TYPES:
+        else:
             try:
-                values[key] = _SETTING_TYPES[key](w.scalar(vnode, where))
+                values[key] = spec.check(w.scalar(vnode, where))
             except ValueError as exc:
                 raise w.fail(vnode, where, str(exc)) from None
-        else:
-            known = ", ".join(f.name for f in fields(Settings))
-            raise w.fail(knode, where, f"unknown setting (known: {known})")
     return replace(Settings(), **values)
 
 
@@ -573,44 +942,43 @@ def _remote(w: _Walker, node: yaml.Node) -> tuple[RemoteCountry, ...]:
     return tuple(out.values())
 
 
-def _urls(w: _Walker, node: yaml.Node, where: str, service: str, category: str) -> list[Target]:
-    out = []
-    for j, unode in enumerate(w.sequence(node, where)):
-        try:
-            out.append(Target.parse(w.string(unode, f"{where}[{j}]"), service, category))
-        except ValueError as exc:
-            raise w.fail(unode, f"{where}[{j}]", str(exc)) from None
-    return out
-
-
 def _entries(
     w: _Walker, node: yaml.Node, section: str, required: Iterable[str], optional: Iterable[str]
 ) -> Iterable[tuple[str, dict[str, yaml.Node]]]:
-    allowed = set(required) | set(optional)
     for i, item in enumerate(w.sequence(node, section)):
         where = f"{section}[{i}]"
-        entry: dict[str, yaml.Node] = {}
-        for key, knode, vnode in w.mapping(item, where):
-            if key not in allowed:
-                raise w.fail(
-                    knode, f"{where}.{key}", f"unknown key (expected {', '.join(sorted(allowed))})"
-                )
-            entry[key] = vnode
-        for key in required:
-            if key not in entry:
-                raise w.fail(item, where, f"missing '{key}'")
-        yield where, entry
+        yield where, _entry(w, item, where, required, optional)
 
 
-def _services(w: _Walker, node: yaml.Node) -> list[Target]:
-    out: list[Target] = []
-    for where, e in _entries(w, node, "services", ("name", "urls"), ("category", "quic")):
-        name = w.string(e["name"], f"{where}.name")
-        category = w.string(e["category"], f"{where}.category") if "category" in e else ""
-        quic = _quic_of(w, e, where)
-        urls = _urls(w, e["urls"], f"{where}.urls", name, category)
-        out.extend(replace(t, quic=quic) for t in urls)
-    return out
+def _entry(
+    w: _Walker, item: yaml.Node, where: str, required: Iterable[str], optional: Iterable[str]
+) -> dict[str, yaml.Node]:
+    allowed = {*required, *optional}
+    entry: dict[str, yaml.Node] = {}
+    for key, knode, vnode in w.mapping(item, where):
+        if key not in allowed:
+            raise w.fail(
+                knode, f"{where}.{key}", f"unknown key (expected {', '.join(sorted(allowed))})"
+            )
+        entry[key] = vnode
+    for key in required:
+        if key not in entry:
+            raise w.fail(item, where, f"missing '{key}'")
+    return entry
+
+
+def _service(w: _Walker, item: yaml.Node, where: str, out: _Targets) -> None:
+    e = _entry(w, item, where, ("name", "urls"), ("category", "quic"))
+    name = w.string(e["name"], f"{where}.name")
+    category = w.string(e["category"], f"{where}.category") if "category" in e else ""
+    quic = _quic_of(w, e, where)
+    for j, unode in enumerate(w.sequence(e["urls"], f"{where}.urls")):
+        key = f"{where}.urls[{j}]"
+        try:
+            target = Target.parse(w.string(unode, key), name, category)
+        except ValueError as exc:
+            raise w.fail(unode, key, str(exc)) from None
+        out.add(replace(target, quic=quic) if quic else target)
 
 
 def _quic_of(w: _Walker, e: dict[str, yaml.Node], where: str) -> str:
@@ -623,14 +991,13 @@ def _quic_of(w: _Walker, e: dict[str, yaml.Node], where: str) -> str:
         raise w.fail(e["quic"], f"{where}.quic", str(exc)) from None
 
 
-def _targets(w: _Walker, node: yaml.Node) -> list[Target]:
-    out: list[Target] = []
-    for where, e in _entries(w, node, "targets", ("url",), ("service", "category", "quic")):
-        service = w.string(e["service"], f"{where}.service") if "service" in e else ""
-        category = w.string(e["category"], f"{where}.category") if "category" in e else ""
-        try:
-            target = Target.parse(w.string(e["url"], f"{where}.url"), service, category)
-        except ValueError as exc:
-            raise w.fail(e["url"], f"{where}.url", str(exc)) from None
-        out.append(replace(target, quic=_quic_of(w, e, where)))
-    return out
+def _target(w: _Walker, item: yaml.Node, where: str, out: _Targets) -> None:
+    e = _entry(w, item, where, ("url",), ("service", "category", "quic"))
+    service = w.string(e["service"], f"{where}.service") if "service" in e else ""
+    category = w.string(e["category"], f"{where}.category") if "category" in e else ""
+    try:
+        target = Target.parse(w.string(e["url"], f"{where}.url"), service, category)
+    except ValueError as exc:
+        raise w.fail(e["url"], f"{where}.url", str(exc)) from None
+    quic = _quic_of(w, e, where)
+    out.add(replace(target, quic=quic) if quic else target)

@@ -28,7 +28,10 @@ from probe.vocabulary import Failure, Layer, Method, Step, Verdict
 
 T = TypeVar("T")
 MAX_URL = 2048
-_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
+_LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
+_NAME = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}\.?\Z")  # labels, and one trailing dot at most
+# the common shape of a URL in a list: what `urlsplit` would read the same way, read faster
+_PLAIN_URL = re.compile(r"(https?)://([a-z0-9._-]+)(?::([0-9]{1,5}))?(/\S*)\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +45,17 @@ class Target:
     # a country measured from abroad (perspective remote), toward the destinations the settings
     # list for it; "" for a local measurement
     remote: str = ""
+    host: str = ""  # the URL's host (derived, kept: a million targets ask for it)
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            object.__setattr__(self, "host", url_parts(self.url).host)
 
     @property
     def key(self) -> str:
         """What keys and names its results: the URL, with the country for a remote measurement
         (a remote result never replaces a local one)."""
         return f"{self.url} (remote {self.remote})" if self.remote else self.url
-
-    @property
-    def host(self) -> str:
-        return url_parts(self.url).host
 
     @property
     def scheme(self) -> str:
@@ -70,6 +74,10 @@ class Target:
         text = text.strip()
         if len(text) > MAX_URL:
             raise ValueError(f"{text[:60]!r}…: longer than {MAX_URL} characters")
+        plain = _PLAIN_URL.match(text)
+        if plain is not None and (plain[3] is None or 0 < int(plain[3]) < 65536):
+            name = check_host(plain[2], text)
+            return cls(text, service or default_service_name(name), category, host=name)
         if "://" not in text:
             text = f"https://{text}/"
         parts = urlsplit(text)
@@ -89,7 +97,8 @@ class Target:
             parts = urlsplit(text)
         if not parts.path:
             text = parts._replace(path="/").geturl()
-        return cls(url=text, service=service or default_service_name(host), category=category)
+        service = service or default_service_name(host)
+        return cls(text, service, category, host=url_parts(text).host)
 
 
 class URLParts(typing.NamedTuple):
@@ -114,16 +123,41 @@ def url_parts(url: str) -> URLParts:
 
 
 def check_host(host: str, where: str) -> str:
-    """The host as ASCII (IDNA), or ValueError when it is not a host name or an address."""
+    """The host as ASCII (IDNA), or ValueError when it is not a host name or an address.
+
+    Rules: an address literal is measured as given (IPv4 only in dotted-quad form: `1.2.3` and
+    `0x7f.1` are refused, not read as the legacy forms a resolver turns into other addresses);
+    an IPv6 zone identifier (`[fe80::1%25eth0]`) is refused, a link-local address being no
+    internet destination; a name may end with one dot (an absolute name); an `xn--` label must
+    be valid punycode."""
+    if "%" in host:
+        raise ValueError(
+            f"{where[:100]!r}: {host[:80]!r}: zone identifiers are not supported (a link-local "
+            "address is not an internet destination)"
+        )
     if is_ip_literal(host):
         return host
+    invalid = ValueError(f"{where[:100]!r}: {host[:80]!r} is not a valid host name")
     try:
         ascii_host = host.encode("idna").decode("ascii") if not host.isascii() else host
     except UnicodeError:
-        raise ValueError(f"{where[:100]!r}: {host[:80]!r} is not a valid host name") from None
-    labels = ascii_host.rstrip(".").split(".")
-    if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
-        raise ValueError(f"{where[:100]!r}: {host[:80]!r} is not a valid host name")
+        raise invalid from None
+    if len(ascii_host) > 253 or not _NAME.match(ascii_host):
+        raise invalid
+    labels = ascii_host.removesuffix(".").split(".")
+    if labels[-1].isdigit() or labels[-1].startswith("0x"):
+        raise ValueError(
+            f"{where[:100]!r}: {host[:80]!r} is neither a host name nor an IPv4 address "
+            "(write it a.b.c.d)"
+        )
+    for label in labels if "xn--" in ascii_host else ():
+        if label.startswith("xn--"):
+            try:
+                label.encode("ascii").decode("idna")
+            except UnicodeError:
+                raise ValueError(
+                    f"{where[:100]!r}: {host[:80]!r}: {label!r} is not valid punycode"
+                ) from None
     return ascii_host
 
 
@@ -380,6 +414,9 @@ class RemotePath:
     # certificate proves one genuine (a CDN's other node), as the control's validation does
     validation: tuple[TLSObservation, ...] = ()
     names: tuple[NameCheck, ...] = ()
+    # false where the settings said not to contact the answers' addresses at all
+    # (`remote_verify_answers: false`): an answer is then never claimed `inconsistent`
+    answers_verified: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,6 +464,19 @@ class Blocking:
 
 
 @dataclass(frozen=True, slots=True)
+class Seen:
+    """What one measurement of a target came to, before several were settled into one."""
+
+    verdict: Verdict
+    blocking: Blocking | None
+    summary: str
+
+    def __str__(self) -> str:
+        how = f" {self.blocking}" if self.blocking else ""
+        return f"{self.verdict}{how} ({self.summary})"
+
+
+@dataclass(frozen=True, slots=True)
 class Diagnosis:
     """The verdict on one target, with the sentence and the words that justify it."""
 
@@ -438,6 +488,7 @@ class Diagnosis:
     agreed: int = 1  # how many of them gave this verdict
     # blockpage fingerprints that matched but did not count, each "name (source): why"
     ignored: tuple[str, ...] = ()
+    seen: tuple[Seen, ...] = ()  # what each measurement came to, in order (settled ones)
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,10 +502,12 @@ class Control:
     error: str | None = None  # why the control could not answer
 
 
-# The control helper's API (POST /api/v1/measure). Version 2 added `deadline`, version 3 `quic`
-# (the target's QUIC mode: the helper measures HTTP/3 by the same rule); a helper answers any
-# version, ignoring fields it does not know, so a fleet of mixed versions keeps working.
-CONTROL_API_VERSION = 3
+# The control helper's API (POST /api/v1/measure). Version 2 added `deadline` (the seconds its
+# measurement may take), version 3 `quic` (the target's QUIC mode: the helper measures HTTP/3 by
+# the same rule), version 4 `answer_within` (the seconds its whole answer may take, HTTP/3
+# included); a helper answers any version, ignoring fields it does not know, so a fleet of mixed
+# versions keeps working.
+CONTROL_API_VERSION = 4
 QUIC_MODES = ("auto", "always", "never")
 MAX_CONTROL_ADDRESSES = 16
 
@@ -465,8 +518,9 @@ class ControlRequest:
 
     url: str
     addresses: tuple[str, ...] = ()  # the vantage's addresses for the host: genuine or not?
-    deadline: float | None = None  # seconds the probe waits for the answer (version 2)
+    deadline: float | None = None  # seconds its measurement may take (version 2)
     quic: str = "auto"  # the target's QUIC mode (version 3)
+    answer_within: float | None = None  # seconds the whole answer may take (version 4)
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"version": CONTROL_API_VERSION, "url": self.url}
@@ -474,6 +528,8 @@ class ControlRequest:
         if self.deadline is not None:
             doc["deadline"] = self.deadline
         doc["quic"] = self.quic
+        if self.answer_within is not None:
+            doc["answer_within"] = self.answer_within
         return doc
 
     @classmethod
@@ -496,17 +552,26 @@ class ControlRequest:
         for a in addresses:
             if not isinstance(a, str) or not is_ip_literal(a):
                 raise ValueError(f"'addresses': {str(a)[:60]!r} is not an IP address")
-        deadline = doc.get("deadline")
-        if deadline is not None and (
-            isinstance(deadline, bool)
-            or not isinstance(deadline, (int, float))
-            or not 0 < deadline < 3600
-        ):
-            raise ValueError("'deadline' must be a number of seconds, more than 0")
+        deadline, within = _seconds(doc, "deadline"), _seconds(doc, "answer_within")
         quic = doc.get("quic")  # a mode a later version adds is measured as "auto"
         quic = quic if isinstance(quic, str) and quic in QUIC_MODES else "auto"
-        request = cls(target.url, tuple(dict.fromkeys(addresses)), deadline, quic)
+        request = cls(target.url, tuple(dict.fromkeys(addresses)), deadline, quic, within)
         return request, target
+
+
+def _seconds(doc: dict[str, Any], key: str) -> float | None:
+    """A request's number of seconds, if given; ValueError for anything else."""
+    value = doc.get(key)
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 3600
+    ):
+        raise ValueError(f"'{key}' must be a number of seconds, more than 0")
+    return None if value is None else float(value)
+
+
+# The shape of a result and of an archive record (`Result.to_json`): raised whenever it changes.
+# 1: `schema` itself, and `measurements` (what each measurement of the target came to).
+SCHEMA = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,6 +600,7 @@ class Result:
         d = self.diagnosis
         convert = to_json if deep else _same
         return {
+            "schema": SCHEMA,
             "vantage": self.vantage,
             "country": self.country,
             "perspective": self.perspective,
@@ -551,6 +617,7 @@ class Result:
             "attempts": d.attempts,
             "agreed": d.agreed,
             "fingerprints_ignored": list(d.ignored),
+            "measurements": convert(d.seen),
             "quic": convert(self.quic),
             "evidence": {"probe": convert(m), "control": convert(self.control)},
             "timings": dict(m.timings),

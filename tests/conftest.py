@@ -6,13 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from pathlib import Path
 from typing import NoReturn
 
 import pytest
 import trustme
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def in_ci() -> bool:
@@ -26,13 +23,6 @@ def lacking(reason: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"{reason} — in CI every test must run: .ci/run must provide it")
     pytest.skip(reason)
-
-
-def shared_data() -> Path:
-    """`../shared/data` (real public data: test lists, fingerprints), which tests read in place."""
-    if not SHARED_DATA.is_dir():
-        lacking(f"needs the shared data at {SHARED_DATA}")
-    return SHARED_DATA
 
 
 def require_root(why: str) -> None:

@@ -34,6 +34,7 @@ from probe.config import (
     Config,
     ConfigError,
     Settings,
+    Unfinished,
     load,
 )
 from probe.engine import schedule
@@ -111,34 +112,42 @@ def add_parser(sub: Subcommands) -> None:
     check.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
 
 
-def resolve_config(args: argparse.Namespace) -> Config:
-    """The targets file (if any) and the command line, the latter winning."""
+def resolve_config(args: argparse.Namespace, until: float | None = None) -> Config:
+    """The targets file (if any) and the command line, the latter winning; `until` stops the
+    reading (`Unfinished`) when the run's budget runs out."""
     path = args.targets
     if path is None and not args.urls:
         if not Path("targets.yaml").exists():
             raise ConfigError("no targets: give URLs or domains, or --targets FILE")
         path = "targets.yaml"
-    config = load(path) if path else Config(Settings(), ())
-    targets = list(config.targets)
-    for i, text in enumerate(args.urls):
-        try:
-            targets.append(Target.parse(text))
-        except ValueError as exc:
-            raise ConfigError(f"argument {i + 1}: {exc}") from None
-    config = Config(config.settings, tuple(targets), config.notes)
-    return configure(config.deduplicated("the command line"), args)
+    config = load(path, until=until) if path else Config(Settings(), ())
+    if args.urls:
+        targets = list(config.targets)
+        for i, text in enumerate(args.urls):
+            try:
+                targets.append(Target.parse(text))
+            except ValueError as exc:
+                raise ConfigError(f"argument {i + 1}: {exc}") from None
+        config = Config(config.settings, tuple(targets), config.notes)
+        config = config.deduplicated("the command line")
+    return configure(config, args)
 
 
 def command(args: argparse.Namespace) -> int:
     began = time.monotonic()  # --budget counts from here: loading a long list is part of it
+    if args.budget is not None and not 0 < args.budget < float("inf"):
+        return fail("--budget must be a positive number of seconds", EXIT_USAGE)
+    unfinished = None  # the budget ran out while the targets were read: nothing to measure
     try:
-        config = resolve_config(args)
+        try:
+            config = resolve_config(args, None if args.budget is None else began + args.budget)
+        except Unfinished as exc:
+            unfinished = f"{exc}; nothing was measured"
+            config = configure(Config(Settings(), ()), args)
     except ConfigError as exc:
         return fail(str(exc), EXIT_CONFIG)
     for note in config.notes:
         print(f"censorprobe: {note}", file=sys.stderr)
-    if args.budget is not None and not 0 < args.budget < float("inf"):
-        return fail("--budget must be a positive number of seconds", EXIT_USAGE)
     if args.push_gateway and not args.push_gateway.startswith(("http://", "https://")):
         return fail(f"--push-gateway {args.push_gateway!r}: not an http(s) URL", EXIT_USAGE)
     try:
@@ -168,13 +177,19 @@ def command(args: argparse.Namespace) -> int:
             exported.add(index, result)
         progress.update(result)
 
+    def on_unmeasured(targets: list[tuple[int, Target]], why: str) -> None:
+        output.add_unmeasured(targets, why)
+        if export:
+            exported.add_unmeasured(targets, why)
+        verdicts[Verdict.INCONCLUSIVE] += len(targets)
+
     try:
         with contextlib.ExitStack() as closing:
             if args.output:
                 closing.callback(stream.close)
             output.start()
             budget = None if args.budget is None else args.budget - (time.monotonic() - began)
-            ended = run(_measure(config, budget, on_result, progress))
+            ended = unfinished or run(_measure(config, budget, on_result, on_unmeasured, progress))
             output.finish(time.time(), ended)
             stream.flush()
     except ConfigError as exc:
@@ -192,11 +207,15 @@ def command(args: argparse.Namespace) -> int:
         print(f"censorprobe: run ended early: {ended}", file=sys.stderr)
     if ended == "interrupted":
         return EXIT_INTERRUPTED
-    return exit_code(verdicts)
+    return EXIT_INCONCLUSIVE if unfinished else exit_code(verdicts)
 
 
 async def _measure(
-    config: Config, budget: float | None, on_result: schedule.OnResult, progress: Progress
+    config: Config,
+    budget: float | None,
+    on_result: schedule.OnResult,
+    on_unmeasured: schedule.OnUnmeasured,
+    progress: Progress,
 ) -> str | None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -210,7 +229,13 @@ async def _measure(
     ticker = asyncio.ensure_future(progress.tick_forever())
     try:
         return await schedule.run(
-            config.targets, rt, on_result, count=len(config.targets), budget=budget, stop=stop
+            config.targets,
+            rt,
+            on_result,
+            count=len(config.targets),
+            budget=budget,
+            stop=stop,
+            on_unmeasured=on_unmeasured,
         )
     finally:
         ticker.cancel()

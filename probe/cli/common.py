@@ -13,8 +13,8 @@ from typing import Any, NoReturn, TypeAlias, TypeVar
 
 from probe.config import (
     CLIENT_TIMEOUT,
-    DEADLINE_FORMULA,
     MAX_CONNECTIONS,
+    SPECS,
     CannotListen,
     Config,
     ConfigError,
@@ -51,31 +51,25 @@ class Parser(argparse.ArgumentParser):
 Subcommands: TypeAlias = "argparse._SubParsersAction[Parser]"
 
 
+def setting_flags(p: argparse.ArgumentParser, group: str) -> None:
+    """The flags of the settings that `group` offers, as each setting declares them."""
+    for name, spec in SPECS.items():
+        if spec.group != group:
+            continue
+        p.add_argument(
+            f"--{spec.flag}",
+            dest=name,
+            type=spec.arg,
+            action="append" if spec.many else "store",
+            choices=spec.choices,
+            metavar=None if spec.choices else spec.metavar,
+            help=spec.help,
+        )
+
+
 def network_flags(p: argparse.ArgumentParser) -> None:
     """How to reach targets: shared by `check`, `serve` and `control`."""
-    p.add_argument(
-        "--resolver",
-        action="append",
-        metavar="ADDR|DoH-URL",
-        help="'system', an IP[:port] (UDP, listens for injected answers) or an https:// "
-        "DoH URL; repeatable; replaces settings.resolvers",
-    )
-    p.add_argument(
-        "--ca-file", metavar="PEM", help="extra trust anchors (SSL_CERT_FILE is honoured too)"
-    )
-    p.add_argument(
-        "--public-range",
-        action="append",
-        metavar="CIDR",
-        help="special-purpose range to treat as public (labs); repeatable",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        metavar="S",
-        help="one network wait: a connect, a handshake, the first byte of an answer (default "
-        f"10); a target's deadline is {DEADLINE_FORMULA}",
-    )
+    setting_flags(p, "network")
 
 
 def max_connections_flag(p: argparse.ArgumentParser) -> None:
@@ -103,47 +97,7 @@ def positive_int(text: str) -> int:
 def measure_flags(p: argparse.ArgumentParser) -> None:
     """The settings both `check` and `serve` take; they override the targets file's."""
     network_flags(p)
-    p.add_argument(
-        "--control",
-        metavar="URL",
-        help="the control helper (censorprobe control) on an unfiltered network; "
-        "without it only what this vantage alone proves is called blocked",
-    )
-    p.add_argument(
-        "--control-token",
-        metavar="T",
-        help="bearer token for the control (or CENSORPROBE_CONTROL_TOKEN)",
-    )
-    p.add_argument("--vantage", metavar="NAME", help="name of this vantage point")
-    p.add_argument("--country", metavar="CC", help="country code of this vantage point")
-    p.add_argument(
-        "--concurrency", type=int, metavar="N", help="targets measured at once (default 16)"
-    )
-    p.add_argument(
-        "--retries",
-        type=int,
-        metavar="N",
-        help="re-measure a target that looks blocked N times before the verdict stands (default 1)",
-    )
-    p.add_argument(
-        "--retry-pause",
-        type=float,
-        metavar="S",
-        help="pause before a re-measurement (default 10; the GFW's residual blocking lasts ~90 s)",
-    )
-    p.add_argument(
-        "--stall-after",
-        type=float,
-        metavar="S",
-        help="once a response began, this long without a byte before its end is a stall "
-        "(default: half the timeout)",
-    )
-    p.add_argument(
-        "--quic",
-        choices=("auto", "always", "never"),
-        help="measure HTTP/3 too: auto (default) where the site advertises it (Alt-Svc h3, to "
-        "this vantage or the control), always, or never; a target's own `quic:` wins",
-    )
+    setting_flags(p, "measure")
     remote = p.add_argument_group(
         "remote measurement",
         "from abroad, toward destinations in a country that you list (infrastructure, never end "
@@ -186,30 +140,12 @@ def measure_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-_FLAG_SETTINGS = {
-    "resolver": "resolvers",
-    "public_range": "public_ranges",
-    "ca_file": "ca_file",
-    "vantage": "vantage",
-    "country": "country",
-    "timeout": "timeout",
-    "concurrency": "concurrency",
-    "control": "control",
-    "control_token": "control_token",
-    "retries": "retries",
-    "retry_pause": "retry_pause",
-    "stall_after": "stall_after",
-    "quic": "quic",
-    "interval": "interval",
-}
-
-
 def overrides(args: argparse.Namespace) -> dict[str, object]:
     """The settings given on the command line (those present on this subcommand)."""
     out = {
-        setting: getattr(args, flag)
-        for flag, setting in _FLAG_SETTINGS.items()
-        if getattr(args, flag, None) is not None
+        name: getattr(args, name)
+        for name, spec in SPECS.items()
+        if spec.flag and getattr(args, name, None) is not None
     }
     token = os.environ.get("CENSORPROBE_CONTROL_TOKEN")
     if "control_token" not in out and token and hasattr(args, "control_token"):

@@ -44,6 +44,7 @@ def add_parser(sub: Subcommands) -> None:
     max_connections_flag(ctl)
     ctl.add_argument(
         "--concurrency",
+        dest="helper_concurrency",  # not the probe's setting of that name
         type=int,
         default=8,
         metavar="N",
@@ -59,7 +60,7 @@ def command(args: argparse.Namespace) -> int:
         settings = override(Settings(), overrides(args))
     except ConfigError as exc:
         return fail(str(exc), EXIT_CONFIG)
-    if args.concurrency <= 0:
+    if args.helper_concurrency <= 0:
         return fail("--concurrency must be positive", EXIT_USAGE)
     token = args.token or os.environ.get("CENSORPROBE_CONTROL_TOKEN")
     note = " (token required)" if token else ""
@@ -72,7 +73,7 @@ def command(args: argparse.Namespace) -> int:
             host,
             port,
             token=token,
-            concurrency=args.concurrency,
+            concurrency=args.helper_concurrency,
             max_connections=args.max_connections,
         ),
     )

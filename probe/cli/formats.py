@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 from xml.etree import ElementTree as ET
 
+import orjson
+
 from probe.config import Settings
-from probe.model import Diagnosis, Result
+from probe.engine.schedule import unmeasured
+from probe.model import Diagnosis, Result, Target
 from probe.vocabulary import Verdict
 
 FORMATS = ("table", "json", "jsonl", "prometheus", "junit")
@@ -76,8 +81,37 @@ class Output:
     def add(self, index: int, result: Result) -> None:
         raise NotImplementedError
 
+    def add_unmeasured(self, targets: list[tuple[int, Target]], why: str) -> None:
+        """Every target a run ended without measuring (the rest of a long list, at once)."""
+        now = time.time()
+        for index, target in targets:
+            self.add(index, unmeasured(target, why, self.settings, now))
+
     def finish(self, finished: float, ended: str | None) -> None:
         """After the last result."""
+
+
+class Unmeasured:
+    """The JSON lines of targets that were not measured, from one result rendered as a template:
+    a million of them are written when a long list's budget runs out, and each differs from the
+    next only in its target's words."""
+
+    SLOTS = ("url", "service", "category", "quic", "host")
+    _SLOT = re.compile(rb'"\\u0000(' + b"|".join(s.encode() for s in SLOTS) + rb')"')
+
+    def __init__(self, why: str, settings: Settings) -> None:
+        self.why, self.settings, self.now = why, settings, time.time()
+        sentinel = Target(**{slot: f"\0{slot}" for slot in self.SLOTS})
+        parts = self._SLOT.split(unmeasured(sentinel, why, settings, self.now).dumps())
+        self.fragments, self.slots = parts[0::2], [p.decode() for p in parts[1::2]]
+
+    def line(self, target: Target) -> bytes:
+        if target.remote:  # its country and perspective are its own: rendered in full
+            return unmeasured(target, self.why, self.settings, self.now).dumps()
+        out = [self.fragments[0]]
+        for slot, fragment in zip(self.slots, self.fragments[1:], strict=True):
+            out += (orjson.dumps(getattr(target, slot)), fragment)
+        return b"".join(out)
 
 
 class JSONOutput(Output):
@@ -91,6 +125,12 @@ class JSONOutput(Output):
         self.stream.write((b"" if self.first else b",\n") + result.dumps())
         self.first = False
 
+    def add_unmeasured(self, targets: list[tuple[int, Target]], why: str) -> None:
+        template = Unmeasured(why, self.settings)
+        for _, target in targets:
+            self.stream.write((b"" if self.first else b",\n") + template.line(target))
+            self.first = False
+
     def finish(self, finished: float, ended: str | None) -> None:
         tail = json.dumps({"finished": finished, "ended_early": ended})[1:]
         self.write("\n],\n" + tail + "\n")
@@ -99,6 +139,11 @@ class JSONOutput(Output):
 class JSONLOutput(Output):
     def add(self, index: int, result: Result) -> None:
         self.stream.write(result.dumps() + b"\n")
+
+    def add_unmeasured(self, targets: list[tuple[int, Target]], why: str) -> None:
+        template = Unmeasured(why, self.settings)
+        for _, target in targets:
+            self.stream.write(template.line(target) + b"\n")
 
 
 class _Collected(Output):

@@ -21,6 +21,7 @@ from probe.cli.common import (
     max_connections_flag,
     measure_flags,
     run_server,
+    setting_flags,
 )
 from probe.cli.formats import columns
 from probe.config import ConfigError
@@ -46,12 +47,7 @@ def add_parsers(sub: Subcommands) -> None:
         metavar="HOST:PORT",
         help="address to serve on (default 0.0.0.0:9716)",
     )
-    serve.add_argument(
-        "--interval",
-        type=float,
-        metavar="S",
-        help="seconds between rounds (default 300, ±10%% jitter)",
-    )
+    setting_flags(serve, "serve")
     serve.add_argument(
         "--data-dir", metavar="DIR", help="append every measurement to DIR/results-DAY.N.jsonl"
     )

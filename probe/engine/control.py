@@ -10,18 +10,20 @@ import asyncio
 import json
 import time
 
-from probe.config import CONTROL_GRACE
+from probe.engine.deadline import Deadline
 from probe.engine.runtime import Runtime
 from probe.measure.failure import describe
 from probe.model import MAX_CONTROL_ADDRESSES, Control, ControlRequest, Target, from_json
 
 MAX_ANSWER_BYTES = 8 << 20
+MIN_HELPER_DEADLINE = 0.5  # the least time a helper is asked to measure in
 
 
-async def ask(rt: Runtime, target: Target, addresses: list[str], deadline: float) -> Control:
-    """The control's view of `target`; one retry, then a Control that says why it failed. Takes
-    at most `deadline` + CONTROL_GRACE seconds (the helper is told the deadline), and the QUIC
-    deadline more where the helper measures HTTP/3 too."""
+async def ask(rt: Runtime, target: Target, addresses: list[str], deadline: Deadline) -> Control:
+    """The control's view of `target`; one retry, then a Control that says why it failed. Waits
+    as long as the target's `deadline` awaits the control; the helper is told how long it has
+    (`answer_within`, API version 4), and a helper of an earlier version how long its
+    measurement may take, its HTTP/3 path left out (`deadline`)."""
     import aiohttp
 
     from probe.measure.doh import read_capped
@@ -31,11 +33,19 @@ async def ask(rt: Runtime, target: Target, addresses: list[str], deadline: float
     url = s.control.rstrip("/") + "/api/v1/measure"
     headers = {"Authorization": f"Bearer {s.control_token}"} if s.control_token else {}
     quic = target.quic or s.quic
-    request = ControlRequest(target.url, tuple(addresses[:MAX_CONTROL_ADDRESSES]), deadline, quic)
-    # the helper measures HTTP/3 after the rest, within its own deadline
-    extra = s.quic_deadline if quic != "never" and target.scheme == "https" else 0.0
+    within = deadline.helper_time()
+    # an earlier helper measures HTTP/3 after its deadline, within its own QUIC deadline
+    theirs = s.quic_deadline if quic != "never" and target.scheme == "https" else 0.0
+    measurement = round(max(MIN_HELPER_DEADLINE, within - theirs), 3)
+    request = ControlRequest(
+        target.url,
+        tuple(addresses[:MAX_CONTROL_ADDRESSES]),
+        measurement,
+        quic,
+        round(max(MIN_HELPER_DEADLINE, within), 3),
+    )
     body = request.to_json()
-    end = time.perf_counter() + deadline + extra + CONTROL_GRACE
+    end = time.perf_counter() + deadline.control_wait()
     error = ""
     for attempt in range(2):
         start = time.perf_counter()

@@ -1,7 +1,7 @@
 """The measurement of one target: DNS -> TCP -> TLS -> HTTP on that same connection, and each
 redirect hop on a connection of its own.
 
-One deadline per target (`Budget`), computed once from the settings (`Settings.deadline`); every
+One deadline per measurement (a `Budget` of the target's `Deadline`, `probe.engine.deadline`); every
 step draws on what is left, so a target that stalls at every step still ends in time, and the
 evidence says which step used the deadline up. The addresses of a target are tried concurrently
 (at most `max_addresses`, both families where present); the first connection that works in each
@@ -16,12 +16,14 @@ import asyncio
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
+from probe.engine.deadline import Budget, quic_mode
 from probe.engine.runtime import Runtime
 from probe.measure import http, system, tcp, tls
 from probe.measure.tcp import Connection
 from probe.model import (
+    MAX_URL,
     DNSObservation,
     DNSResponse,
     Hop,
@@ -33,6 +35,7 @@ from probe.model import (
     Target,
     TCPObservation,
     TLSObservation,
+    check_host,
     parse_resolver_address,
     url_parts,
 )
@@ -43,29 +46,6 @@ from probe.vocabulary import Failure, Step
 SNI_CHECK_AFTER = frozenset(
     {Failure.RESET, Failure.TIMEOUT, Failure.EOF, Failure.ALERT, Failure.PROTOCOL}
 )
-
-
-class Budget:
-    """One target's deadline: each step gets its own timeout, or what is left if that is less
-    (dnspython's `_compute_timeout` pattern)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.end = time.perf_counter() + seconds
-        self.cut: Step | None = None  # the last step given less than its own timeout
-
-    def left(self) -> float:
-        return self.end - time.perf_counter()
-
-    def take(self, timeout: float, step: Step) -> float:
-        left = self.left()
-        if left < timeout:
-            self.cut = step
-        return max(0.0, min(timeout, left))
-
-    def ran_out(self) -> Step | None:
-        """The step during which the deadline ran out, if it did."""
-        return self.cut if self.left() <= 0.0 else None
 
 
 @dataclass
@@ -317,8 +297,11 @@ class _Flow:
             if location is None:
                 break
             redirects.append(HTTPHop(final, x.status or 0, location, x.address))
-            following = urljoin(final, location)
-            if url_parts(following).scheme not in ("http", "https"):
+            following, invalid = _redirect_target(final, location)
+            if invalid is not None:  # the hop's failure, its Location kept as the evidence
+                chain.append(http.Exchange(following, None).fail(Failure.PROTOCOL, invalid))
+                break
+            if urlsplit(following).scheme not in ("http", "https"):
                 # file:, javascript:…: not followed, and not an error
                 return http.observation(url, chain, redirects, connections, following)
             if hop == self.s.max_redirects:
@@ -372,6 +355,21 @@ class _Flow:
             _, failure, error = reach.first_failure()
             failed.fail(failure, f"redirect to {url}: {error}")
         return steps, None, failed
+
+
+def _redirect_target(base: str, location: str) -> tuple[str, str | None]:
+    """The URL a Location points to, and why it cannot be followed (an invalid host or port);
+    None where it can, or where it is not http(s) at all (not followed, not an error)."""
+    try:
+        following = urljoin(base, location)
+        parts = urlsplit(following)
+        if parts.scheme not in ("http", "https"):
+            return following, None
+        host, _ = parts.hostname, parts.port  # the port property checks the number
+        check_host(host or "", following)
+    except ValueError as exc:
+        return location[:MAX_URL], f"redirect to {location[:200]!r}: {exc}"
+    return following, None
 
 
 async def measure(
@@ -445,9 +443,14 @@ async def measure(
     )
 
 
+def _answered(h: HTTPObservation | None, host: str) -> bool:
+    """The site's own HTTPS answered (the last response came from this host)."""
+    return h is not None and h.failure is None and url_parts(_final(h)).host == host
+
+
 def _advertised(h: HTTPObservation | None, host: str) -> int | None:
     """The HTTP/3 port the site's HTTPS answer offers (`Alt-Svc: h3`), if it is this host's."""
-    if h is None or h.failure is not None or url_parts(_final(h)).host != host:
+    if h is None or not _answered(h, host):
         return None
     from probe.measure.quic import advertised_port
 
@@ -459,15 +462,15 @@ def _final(h: HTTPObservation) -> str:
 
 
 async def measure_quic(
-    target: Target, rt: Runtime, m: Measurement, control: Measurement | None
+    target: Target, rt: Runtime, m: Measurement, control: Measurement | None, budget: Budget
 ) -> QUICPath | None:
     """The target over QUIC and HTTP/3 (https targets), as its mode says: `auto` where the site
     advertises HTTP/3 to the probe or to the control (whose TCP path a censor does not block),
-    `always`, or `never`. Within its own deadline (`Settings.quic_deadline`)."""
-    if target.scheme != "https":
-        return None
+    `always`, or `never`. Within `budget` (the QUIC deadline of the target's `Deadline`)."""
     s = rt.settings
-    mode = target.quic or s.quic
+    mode = quic_mode(target, s)
+    if mode is None:
+        return None
     if mode == "never":
         return QUICPath(skipped="quic: never")
     if rt.network.quic_problem:
@@ -477,13 +480,21 @@ async def measure_quic(
         mine = _advertised(m.http, target.host)
         theirs = _advertised(control.http, target.host) if control is not None else None
         if mine is None and theirs is None:
+            reached = _answered(m.http, target.host) or (
+                control is not None and _answered(control.http, target.host)
+            )
+            if not reached:
+                return QUICPath(
+                    skipped="neither this vantage nor the control got an HTTPS answer from the "
+                    "site, which would say whether it advertises HTTP/3"
+                )
             return QUICPath(
                 skipped="the site advertises no HTTP/3 (no Alt-Svc h3 on its HTTPS answer, to "
                 "the probe or the control)",
                 unsupported=True,
             )
         port, tried = (mine, "alt-svc") if mine is not None else (theirs or target.port, "control")
-    flow = _Flow(target, rt, Budget(s.quic_deadline))
+    flow = _Flow(target, rt, budget)
     literal = [target.host] if is_ip_literal(target.host) else []
     addresses = flow.choose(m.addresses() or literal)
     if not addresses:

@@ -9,7 +9,9 @@ directions). Three techniques, each with a control:
 3. the target's SNI (https) or Host header (http) to web servers in the country (Hyperquack),
    after the same exchange with a harmless name.
 
-Every destination is paced (`remote_rate` exchanges per second, at most); nothing is scanned.
+Every address contacted is paced (`remote_rate` contacts a second, at most), the listed
+destinations and the addresses an open resolver answered (checked by a handshake unless
+`remote_verify_answers` is false) alike; nothing is scanned.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import time
 from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
-from probe.engine.flow import Budget, addresses_of, pick_addresses, resolve
+from probe.engine.deadline import Budget
+from probe.engine.flow import addresses_of, pick_addresses, resolve
 from probe.engine.runtime import Runtime
 from probe.measure import dns, http, tcp, tls
 from probe.model import (
@@ -54,16 +57,21 @@ async def measure(target: Target, rt: Runtime, budget: Budget) -> Measurement:
     )
     known = addresses_of(own)
     theirs = [a for a in addresses_of(resolvers) if a not in known and rt.policy.allows(a)]
-    checked = pick_addresses(theirs, s.max_addresses)
+    checked = pick_addresses(theirs, s.max_addresses) if s.remote_verify_answers else []
     # and one address of this vantage's own: where even that serves no valid certificate (a
     # site without HTTPS), a failed check elsewhere proves nothing
     mine = [a for a in known if family(a) == 4 and rt.policy.allows(a)][:1] if checked else []
-    timeout = budget.take(s.timeout, Step.TCP_TLS)
-    validation = await _all(
-        tls.connect_and_handshake(a, 443, target.host, rt.verify, timeout, rt.policy)
-        for a in [*mine, *checked]
-    )
-    path = RemotePath(dest.country, silent, resolvers, validation, names)
+
+    async def validate(address: str) -> TLSObservation:
+        """A handshake with the target's name: these addresses are contacts too, paced."""
+        await rt.pacer.turn(address)
+        timeout = budget.take(s.timeout, Step.TCP_TLS)
+        return await tls.connect_and_handshake(
+            address, 443, target.host, rt.verify, timeout, rt.policy
+        )
+
+    validation = await _all(validate(a) for a in [*mine, *checked])
+    path = RemotePath(dest.country, silent, resolvers, validation, names, s.remote_verify_answers)
     return Measurement(
         target,
         started,

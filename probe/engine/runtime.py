@@ -170,19 +170,32 @@ async def _connects(address: str, port: int, timeout: float) -> str | None:
 
 
 class Pacer:
-    """At most `rate` exchanges per second toward one destination, whoever asks (the remote
-    measurement's destinations: other people's servers)."""
+    """At most `rate` contacts per second toward one address, whoever asks (a remote
+    measurement's destinations and the addresses their answers name: other people's servers).
+    Callers for one address take turns; each turn starts a whole gap after the previous one
+    began, however late the event loop woke it."""
+
+    MAX_KEPT = 4096  # addresses remembered; past that, those whose gap is over are forgotten
 
     def __init__(self, rate: float) -> None:
         self.gap = 1.0 / rate
         self._next: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
-    async def turn(self, destination: str) -> None:
-        now = time.monotonic()
-        slot = max(now, self._next.get(destination, now))
-        self._next[destination] = slot + self.gap
-        if slot > now:
-            await asyncio.sleep(slot - now)
+    async def turn(self, address: str) -> None:
+        lock = self._locks.setdefault(address, asyncio.Lock())
+        async with lock:
+            wait = self._next.get(address, 0.0) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._next[address] = time.monotonic() + self.gap
+        if len(self._next) > self.MAX_KEPT:
+            self._forget(time.monotonic())
+
+    def _forget(self, now: float) -> None:
+        for address, ready in list(self._next.items()):
+            if ready <= now and not self._locks[address].locked():
+                del self._next[address], self._locks[address]
 
 
 class Runtime:

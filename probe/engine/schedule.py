@@ -2,9 +2,10 @@
 control helper asked once per target, a budget for the whole run, and results handed over as
 they finish (so a front end can stream them out and keep nothing).
 
-The bound of one target is `Settings.target_bound`: its deadline, the control's grace, and each
-re-measurement's pause and deadline. A stop request (Ctrl-C, SIGTERM) or the run's budget ends
-the run the same way: what was measured is kept, the rest is reported as not measured.
+The bound of one target is `Settings.target_bound`, scheduled by its `Deadline`: its first
+measurement, the control's answer, its HTTP/3 path, and each re-measurement's pause and
+deadline. A stop request (Ctrl-C, SIGTERM) or the run's budget ends the run the same way: what
+was measured is kept, the rest is reported as not measured.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import replace
 from probe.config import Settings
 from probe.engine import flow
 from probe.engine.control import ask
+from probe.engine.deadline import Deadline
 from probe.engine.runtime import Runtime
 from probe.measure.failure import describe
 from probe.model import Control, Diagnosis, Measurement, Result, Target
@@ -25,6 +27,8 @@ from probe.verdict import judge, judge_quic, judge_remote, settle
 from probe.vocabulary import Step, Verdict
 
 OnResult = Callable[[int, Result], None]
+# what was not measured when a run ended early: (index, target) pairs, and why
+OnUnmeasured = Callable[[list[tuple[int, Target]], str], None]
 
 
 def default_budget(s: Settings, count: int) -> float:
@@ -32,8 +36,9 @@ def default_budget(s: Settings, count: int) -> float:
     return math.ceil(count / s.concurrency) * s.target_bound + 5.0
 
 
-def unmeasured(target: Target, why: str, s: Settings) -> Result:
-    now = time.time()
+def unmeasured(target: Target, why: str, s: Settings, now: float | None = None) -> Result:
+    """The result of a target that was not measured, and why."""
+    now = time.time() if now is None else now
     m = Measurement(target, now, notes=(why,))
     return Result(
         m,
@@ -60,32 +65,30 @@ def _judge(
 
 
 async def measure_and_judge(
-    target: Target, rt: Runtime, *, deadline: float | None = None, retries: int | None = None
+    target: Target, rt: Runtime, *, within: float | None = None, retries: int | None = None
 ) -> Result:
     """One target's result, re-measured while it looks blocked; a bug becomes `inconclusive`
-    with the reason, never a verdict. `deadline` shortens the target's deadline (a scrape)."""
+    with the reason, never a verdict. `within` shortens the target's whole time (a scrape)."""
     s = rt.settings
-    seconds = min(s.deadline, deadline) if deadline is not None else s.deadline
-    retries = s.retries if retries is None else retries
+    deadline = Deadline.of(target, s, retries=retries, within=within)
     if target.remote:
-        return await _remote(target, rt, seconds, retries)
+        return await _remote(target, rt, deadline)
     asked: list[asyncio.Task[Control]] = []
 
     def ask_control(addresses: list[str]) -> None:
         if s.control:  # asked by the first measurement only
-            asked.append(asyncio.ensure_future(ask(rt, target, addresses, seconds)))
+            asked.append(asyncio.ensure_future(ask(rt, target, addresses, deadline)))
 
     try:
-        first = await flow.measure(target, rt, flow.Budget(seconds), on_dns=ask_control)
+        first = await flow.measure(target, rt, deadline.measurement(), on_dns=ask_control)
         control = await asked[0] if asked else None
-        first = await _with_quic(target, rt, first, control)
+        first = await _with_quic(target, rt, first, control, deadline)
         diagnosis, control = _judge(rt, first, control)
         diagnosis, m = await _settled(
             first,
             diagnosis,
-            retries,
-            s.retry_pause,
-            lambda: flow.measure(target, rt, flow.Budget(seconds)),
+            deadline,
+            lambda: flow.measure(target, rt, deadline.measurement()),
             lambda m: _judge(rt, m, control)[0],
         )
     except Exception as exc:
@@ -100,26 +103,25 @@ async def measure_and_judge(
 async def _settled(
     first: Measurement,
     diagnosis: Diagnosis,
-    retries: int,
-    pause: float,
+    deadline: Deadline,
     measure: Callable[[], Awaitable[Measurement]],
     judged: Callable[[Measurement], Diagnosis],
 ) -> tuple[Diagnosis, Measurement]:
-    """Re-measure while the latest diagnosis is a block, up to `retries` times; the diagnosis
-    that stands and the measurement it rests on (with the first's QUIC path: HTTP/3 is not
-    measured again)."""
+    """Re-measure while the latest diagnosis is a block, up to the deadline's retries; the
+    diagnosis that stands and the measurement it rests on (with the first's QUIC path: HTTP/3 is
+    not measured again)."""
     measurements, diagnoses = [first], [diagnosis]
-    for _ in range(retries):
+    for _ in range(deadline.retries):
         if not diagnoses[-1].verdict.is_block:
             break
-        await asyncio.sleep(pause)  # outlast residual blocking
+        await asyncio.sleep(deadline.pause())  # outlast residual blocking
         measurements.append(await measure())
         diagnoses.append(judged(measurements[-1]))
     settled, used = settle(diagnoses)
     return settled, replace(measurements[used], quic=first.quic)
 
 
-async def _remote(target: Target, rt: Runtime, seconds: float, retries: int) -> Result:
+async def _remote(target: Target, rt: Runtime, deadline: Deadline) -> Result:
     """A remote measurement toward `target.remote`, re-measured like a local one; its country is
     the one measured, and nobody else's control is asked (this vantage's view is the
     reference)."""
@@ -131,13 +133,12 @@ async def _remote(target: Target, rt: Runtime, seconds: float, retries: int) -> 
         return judge_remote(m, rt.fingerprints, s.public_ranges)
 
     try:
-        first = await remote.measure(target, rt, flow.Budget(seconds))
+        first = await remote.measure(target, rt, deadline.measurement())
         diagnosis, m = await _settled(
             first,
             judged(first),
-            retries,
-            s.retry_pause,
-            lambda: remote.measure(target, rt, flow.Budget(seconds)),
+            deadline,
+            lambda: remote.measure(target, rt, deadline.measurement()),
             judged,
         )
     except Exception as exc:
@@ -146,11 +147,12 @@ async def _remote(target: Target, rt: Runtime, seconds: float, retries: int) -> 
 
 
 async def _with_quic(
-    target: Target, rt: Runtime, m: Measurement, control: Control | None
+    target: Target, rt: Runtime, m: Measurement, control: Control | None, deadline: Deadline
 ) -> Measurement:
     """The measurement with its QUIC path, once: HTTP/3 is not re-measured."""
     start = time.perf_counter()
-    path = await flow.measure_quic(target, rt, m, control.measurement if control else None)
+    theirs = control.measurement if control else None
+    path = await flow.measure_quic(target, rt, m, theirs, deadline.http3())
     if path is None:
         return m
     return replace(m, quic=path, timings={**m.timings, str(Step.QUIC): time.perf_counter() - start})
@@ -168,11 +170,12 @@ async def run(
     count: int,
     budget: float | None = None,
     stop: asyncio.Event | None = None,
-    report_unmeasured: bool = True,
+    on_unmeasured: OnUnmeasured | None = None,
 ) -> str | None:
     """Measure every target with `concurrency` workers, handing each result (with the target's
     index) to `on_result` as it finishes; returns why the run ended early, if it did, after
-    reporting what was not measured (unless told not to: a daemon keeps its last results)."""
+    handing what was not measured to `on_unmeasured`, at once (a million of them, when a long
+    list's budget runs out; a daemon passes none: it keeps its last results)."""
     s = rt.settings
     budget = budget if budget is not None else default_budget(s, count)
     await rt.network.check(s)  # a serve round looks again whether IPv6 works here
@@ -203,10 +206,6 @@ async def run(
         for w in workers:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-    if ended is not None and report_unmeasured:
-        why = f"not measured: {ended}"
-        for i, target in sorted(current.items()):
-            on_result(i, unmeasured(target, why, s))
-        for i, target in queue:
-            on_result(i, unmeasured(target, why, s))
+    if ended is not None and on_unmeasured is not None:
+        on_unmeasured([*sorted(current.items()), *queue], f"not measured: {ended}")
     return ended

@@ -34,6 +34,7 @@ from aiohttp import web
 
 from probe.config import MAX_CONNECTIONS, Settings
 from probe.engine import flow
+from probe.engine.deadline import Deadline
 from probe.engine.runtime import Runtime
 from probe.httpd import BODY_TIMEOUT, Guard, authorised, serving
 from probe.measure import tls
@@ -133,10 +134,16 @@ class ControlService:
     async def _measure(self, target: Target, asked: ControlRequest) -> Control:
         rt = self.rt
         assert rt is not None
-        seconds = rt.settings.deadline
-        if asked.deadline is not None:
-            seconds = min(seconds, asked.deadline)
-        budget = flow.Budget(seconds)
+        asked_target = replace(target, quic=asked.quic)
+        # as long as the probe waits: its measurement as asked, its HTTP/3 path in what is left
+        # (a probe of API version 3 or less waits for the HTTP/3 path beyond `deadline`)
+        within = asked.answer_within
+        if within is None and asked.deadline is not None:
+            within = asked.deadline + rt.settings.quic_deadline
+        deadline = Deadline.of(
+            asked_target, rt.settings, retries=0, within=within, measurement=asked.deadline
+        )
+        budget = deadline.measurement()
         m = await flow.measure(target, rt, budget, extra_addresses=asked.addresses)
         validation: list[TLSObservation] = []
         if target.scheme == "http":  # an https target's TLS step already tried these
@@ -156,7 +163,7 @@ class ControlService:
                     )
                 )
             )
-        quic = await flow.measure_quic(replace(target, quic=asked.quic), rt, m, None)
+        quic = await flow.measure_quic(asked_target, rt, m, None, deadline.http3())
         return Control(replace(m, quic=quic), tuple(t for t in validation if t.connected))
 
 

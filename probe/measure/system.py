@@ -23,9 +23,11 @@ async def resolve(host: str, timeout: float) -> DNSObservation:
             infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except Exception as exc:
         failure, error = classify(exc)
-        return DNSObservation(
-            "system", "system", "A+AAAA", time.perf_counter() - start, failure=failure, error=error
-        )
+        elapsed = time.perf_counter() - start
+        if failure is Failure.TIMEOUT and elapsed < timeout / 2:
+            # glibc says "temporary failure" at once when it could send no query at all
+            failure, error = _no_resolver_reached(error)
+        return DNSObservation("system", "system", "A+AAAA", elapsed, failure=failure, error=error)
     addresses: list[str] = []
     for family, *_, sockaddr in infos:
         if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[0] not in addresses:
@@ -39,3 +41,46 @@ async def resolve(host: str, timeout: float) -> DNSObservation:
         addresses=tuple(addresses[:MAX_ADDRESSES]),
         failure=None if addresses else Failure.NO_ANSWER,
     )
+
+
+RESOLV_CONF = "/etc/resolv.conf"
+
+
+def _no_resolver_reached(error: str) -> tuple[Failure, str]:
+    """Why getaddrinfo failed at once: no resolver configured, or none it can route to
+    (`unreachable`, named); else it stays the `timeout` glibc reports."""
+    try:
+        with open(RESOLV_CONF, encoding="utf-8", errors="replace") as f:
+            lines = f.read(64 << 10).splitlines()
+    except OSError as exc:
+        return (
+            Failure.UNREACHABLE,
+            f"{error}; no resolver configured ({RESOLV_CONF}: {exc.strerror})",
+        )
+    servers = [
+        ln.split()[1] for ln in lines if ln.split()[:1] == ["nameserver"] and len(ln.split()) > 1
+    ]
+    if not servers:
+        return (
+            Failure.UNREACHABLE,
+            f"{error}; no resolver configured (no nameserver in {RESOLV_CONF})",
+        )
+    problems = []
+    for server in servers[:3]:  # glibc asks at most three
+        problem = route_problem(server, 53)
+        if problem is None:
+            return Failure.TIMEOUT, error
+        problems.append(f"{server}: {problem}")
+    return Failure.UNREACHABLE, f"no route to any resolver ({'; '.join(problems)})"
+
+
+def route_problem(address: str, port: int) -> str | None:
+    """Why this machine has no route to `address` (a UDP socket connects without sending);
+    None where it has one."""
+    try:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((address.split("%")[0], port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None

@@ -187,7 +187,6 @@ class Daemon:
                     self._record,
                     count=len(config.targets),
                     stop=self.stop,
-                    report_unmeasured=False,
                 )
             except Exception:  # a bug: log it, keep the daemon and its last results
                 log.exception("round %d failed", self.rounds)

@@ -105,11 +105,11 @@ def make_app(source: Source, *, probe_slots: int = 4) -> web.Application:
                 text=f"target: {target.url} is not in the targets file (serve --probe-targets "
                 "any measures any URL, under the control helper's address policy)\n",
             )
-        deadline = rt.settings.deadline
+        within = None  # the target's whole bound (a pause and a re-measurement excepted)
         header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
         if header:
             try:
-                deadline = max(0.5, min(deadline, float(header) - PROBE_MARGIN))
+                within = max(0.5, float(header) - PROBE_MARGIN)
             except ValueError:
                 return web.Response(
                     status=400, text="X-Prometheus-Scrape-Timeout-Seconds: not a number\n"
@@ -121,7 +121,7 @@ def make_app(source: Source, *, probe_slots: int = 4) -> web.Application:
             async with slots:
                 start = time.perf_counter()
                 # a scrape has no time for a pause and a re-measurement
-                result = await schedule.measure_and_judge(target, rt, deadline=deadline, retries=0)
+                result = await schedule.measure_and_judge(target, rt, within=within, retries=0)
         finally:
             waiting[0] -= 1
         collector = ResultsCollector(rt.settings.vantage, rt.settings.country)

@@ -746,10 +746,15 @@ def _inconclusive(x: _Context) -> Diagnosis:
     return Diagnosis(Verdict.INCONCLUSIVE, None, f"{reason}; {x.control_missing()}", summary)
 
 
+def _dns_why(o: DNSObservation) -> str:
+    """A DNS failure, with why where nothing could be asked (no resolver, no route)."""
+    return f"{o.failure} ({o.error})" if o.failure == F.UNREACHABLE else str(o.failure)
+
+
 def _first_failure(m: Measurement) -> tuple[str, str]:
     host = m.target.host
     if m.dns and not any(o.addresses for o in m.dns):
-        failures = sorted({f"{o.resolver} {o.qtype} {o.failure}" for o in m.dns})
+        failures = sorted({f"{o.resolver} {o.qtype} {_dns_why(o)}" for o in m.dns})
         return f"DNS for {host} failed: {', '.join(failures)}", f"DNS {m.dns[0].failure}"
     if m.tcp and all(o.failure for o in m.tcp):
         kinds = sorted({str(o.failure) for o in m.tcp})

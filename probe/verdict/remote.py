@@ -164,6 +164,13 @@ def _resolver(
     genuine = {t.address for t in r.validation if t.verified and t.sni == m.target.host}
     if set(addresses) & (set(own) | genuine):
         return _Finding(f"{who} answered {', '.join(addresses[:3])}, genuine")
+    if not r.answers_verified:
+        return _Finding(
+            f"{who} answered {', '.join(addresses[:3])} for {m.target.host}, where it resolves "
+            f"to {', '.join(own[:3])} from here; the check of the answer was skipped "
+            "(remote_verify_answers: false), so it cannot be called forged: not claimed",
+            unusable=True,
+        )
     if not genuine & set(own):
         return _Finding(
             f"{who} answered {', '.join(addresses[:3])} for {m.target.host}, where it resolves "

@@ -10,23 +10,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from probe.model import Diagnosis
+from probe.model import Diagnosis, Seen
 
 
 def settle(diagnoses: Sequence[Diagnosis]) -> tuple[Diagnosis, int]:
-    """The diagnosis that stands, and the index of the measurement whose evidence it rests on."""
+    """The diagnosis that stands, and the index of the measurement whose evidence it rests on;
+    it keeps what each measurement came to (`seen`), and where they disagree its explanation
+    says what the others saw."""
     n = len(diagnoses)
+    seen = tuple(Seen(d.verdict, d.blocking, d.summary) for d in diagnoses)
     final = diagnoses[-1]
     if not final.verdict.is_block:
         if n == 1:
-            return final, n - 1
+            return replace(final, seen=seen), n - 1
         early = diagnoses[0]
         note = f" (an earlier measurement looked {early.verdict}: {early.summary}; not confirmed)"
-        return replace(final, explanation=final.explanation + note, attempts=n, agreed=1), n - 1
+        explanation = final.explanation + note
+        return replace(final, explanation=explanation, attempts=n, agreed=1, seen=seen), n - 1
     head = diagnoses[0]
     agreed = sum(d.blocking == head.blocking for d in diagnoses)  # the blocking names the verdict
     if n > 1:
+        others = [str(x) for x in seen if x.blocking != head.blocking]
+        what = f"; the other{'s' if len(others) > 1 else ''}: {'; '.join(others)}" if others else ""
         head = replace(
-            head, explanation=f"{head.explanation} (seen in {agreed} of {n} measurements)"
+            head, explanation=f"{head.explanation} (seen in {agreed} of {n} measurements{what})"
         )
-    return replace(head, attempts=n, agreed=agreed), 0
+    return replace(head, attempts=n, agreed=agreed, seen=seen), 0

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from probe.config import Settings
 from probe.engine import flow
+from probe.engine.deadline import Budget
 from probe.engine.runtime import Runtime
 from probe.model import Measurement, Target
 
@@ -39,7 +40,7 @@ async def measure(url: str, **kw: object) -> Measurement:
     """One measurement of `url` with `settings(**kw)`, on a runtime of its own."""
     rt = await Runtime.open(settings(**kw))
     try:
-        return await flow.measure(Target.parse(url), rt, flow.Budget(rt.settings.deadline))
+        return await flow.measure(Target.parse(url), rt, Budget(rt.settings.deadline))
     finally:
         await rt.close()
 

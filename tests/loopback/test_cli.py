@@ -10,6 +10,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
+from probe.model import SCHEMA
 from tests.loopback.conftest import Handler, reset_after_hello
 
 
@@ -39,8 +42,12 @@ async def test_json_for_an_accessible_origin_has_evidence_for_every_step(
     assert code == 0
     doc = json.loads(out)
     (result,) = doc["results"]
+    assert result["schema"] == SCHEMA
     assert result["verdict"] == "accessible"
     assert result["blocking"] is None
+    assert result["measurements"] == [
+        {"verdict": "accessible", "blocking": None, "summary": result["summary"]}
+    ]
     assert result["target"] == "localhost"
     probe = result["evidence"]["probe"]
     assert probe["dns"][0]["addresses"]
@@ -196,3 +203,44 @@ async def test_ctrl_c_stops_and_still_prints_what_was_measured(
     assert [r["verdict"] for r in doc["results"]] == ["accessible", "inconclusive"]
     assert "interrupted" in doc["results"][1]["explanation"]
     assert "Traceback" not in err.decode()
+
+
+BAD_URLS = [
+    ("http://a.test../", "'a.test..' is not a valid host name"),
+    ("http://[fe80::1%25eth0]/", "zone identifiers are not supported"),
+    ("http://xn--zz.test/", "'xn--zz' is not valid punycode"),
+    ("http://1.2.3/", "is neither a host name nor an IPv4 address (write it a.b.c.d)"),
+    ("http://0x7f.1/", "is neither a host name nor an IPv4 address"),
+    ("http://a.test:99999/", "Port out of range"),
+]
+
+
+@pytest.mark.parametrize(("url", "words"), BAD_URLS, ids=[u for u, _ in BAD_URLS])
+async def test_a_bad_url_in_a_targets_file_is_one_line_naming_file_and_line(
+    tmp_path: Path, url: str, words: str
+) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(f"targets:\n  - url: https://fine.test/\n  - url: {url}\n")
+    code, out, err = await censorprobe("check", "--targets", str(path))
+    assert code == 65 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"censorprobe: {path}:3: targets[1].url: ")
+    assert words in err
+
+
+async def test_a_redirect_to_an_invalid_host_is_that_hops_failure_with_its_evidence(
+    raw_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 302 Found\r\nLocation: http://a..b/\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    url = f"http://127.0.0.1:{await raw_server(redirect)}/"
+    code, out, _ = await censorprobe("check", url, "--format", "json", "--retries", "0")
+    (r,) = json.loads(out)["results"]
+    assert code == 2 and r["verdict"] == "inconclusive"
+    assert "internal error" not in r["explanation"]
+    h = r["evidence"]["probe"]["http"]
+    assert (h["failure"], h["hops"][0]["location"]) == ("protocol", "http://a..b/")
+    assert "redirect to 'http://a..b/'" in h["error"] and "not a valid host name" in h["error"]
+    assert "not a valid host name" in r["explanation"]

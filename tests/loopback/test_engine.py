@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import dns.message
+import dns.rdatatype
 import pytest
 import trustme
 from aiohttp import web
@@ -140,6 +141,64 @@ async def test_a_target_that_stalls_at_any_step_ends_within_its_bound(
     slow_m = got[urls["slow"]][0].measurement
     assert slow_m.ran_out == "http"
     assert "deadline" in got[urls["slow"]][0].diagnosis.explanation
+
+
+class Late(DNSServer):
+    """Answers `site.test` names with 127.0.0.1 just inside the timeout; nothing else."""
+
+    def handle(self, query: dns.message.Message) -> Replies:
+        name = query.question[0].name.to_text()
+        if not name.endswith("site.test.") or query.question[0].rdtype != dns.rdatatype.A:
+            return []
+        return [(0.9, self.answer(query, ["127.0.0.1"]))]
+
+
+async def test_with_a_control_and_http3_every_stall_ends_within_its_bound(
+    raw_server: Callable[[Handler], Awaitable[int]], full_backlog: int, ca_file: str
+) -> None:
+    """A late DNS answer, then a stalled step; the control's answer never comes, and every
+    HTTP/3 attempt goes unanswered: the schedule (measurement, the control's wait, HTTP/3)
+    still fits the documented bound of each target."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(60)
+
+    control = await raw_server(silent)  # reads the request, never answers
+    handshake = await raw_server(silent)
+    quiet = []
+    for port in (handshake, full_backlog):  # UDP on the same ports: QUIC goes unanswered
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", port))
+        quiet.append(udp)
+    try:
+        async with Late() as dns_server:
+            s = settings(
+                timeout=1.0,
+                throughput_window=0.5,
+                stall_after=0.5,
+                retries=0,
+                quic="always",
+                control=f"http://127.0.0.1:{control}",
+                resolvers=(f"127.0.0.1:{dns_server.port}",),
+                ca_file=ca_file,
+            )
+            urls = {
+                "dns": "https://nowhere.test/",
+                "connect": f"https://a.site.test:{full_backlog}/",
+                "handshake": f"https://b.site.test:{handshake}/",
+            }
+            got = await results(s, list(urls.values()))
+    finally:
+        for udp in quiet:
+            udp.close()
+    assert s.target_bound == 5.0 + 5.0 + 3.5
+    for step, url in urls.items():
+        result, seconds = got[url]
+        assert seconds <= s.target_bound + 0.5, (step, seconds, s.target_bound)
+        assert result.control is not None and result.control.measurement is None, step
+        assert "control helper did not answer" in result.diagnosis.explanation, step
+    quic = got[urls["handshake"]][0].measurement.quic
+    assert quic is not None and quic.handshakes and quic.handshakes[0].failure == "timeout"
 
 
 @asynccontextmanager

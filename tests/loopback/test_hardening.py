@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -227,6 +228,33 @@ async def test_a_hundred_thousand_targets_end_at_the_budget_and_on_sigterm(
     finally:
         filler.close()
         listener.close()
+
+
+@pytest.mark.parametrize("kind", ["yaml", "csv"])
+async def test_a_budget_that_runs_out_while_the_list_is_read_says_how_far_it_got(
+    tmp_path: Path, kind: str
+) -> None:
+    """Reading a long list is part of the budget: when it runs out first, the run says so, with
+    how many targets were read, and its output is whole (and empty)."""
+    n = 400_000
+    if kind == "csv":
+        path = tmp_path / "list.csv"
+        rows = "".join(f"http://site{i}.example/p,NEWS\n" for i in range(n))
+        path.write_text("url,category_code\n" + rows)
+    else:
+        path = tmp_path / "targets.yaml"
+        path.write_text(
+            "targets:\n" + "".join(f"  - url: http://site{i}.example/p\n" for i in range(n))
+        )
+    code, out, err = await censorprobe(
+        *("check", "--targets", str(path), "--budget", "0.3", "--format", "json", "-q"),
+        timeout=60,
+    )
+    assert code == 2, err
+    read = re.search(r"the run's budget ran out while reading it \((\d+) targets read\)", err)
+    assert read is not None and 0 < int(read.group(1)) < n, err
+    doc = json.loads(out)
+    assert doc["results"] == [] and "while reading it" in doc["ended_early"]
 
 
 @pytest.fixture

@@ -288,3 +288,19 @@ async def test_a_name_that_does_not_resolve_has_its_http3_not_measured(ca_file: 
             await rt.close()
     assert r.quic is not None and r.quic.verdict == "not_measured"
     assert "the DNS step found no address" in r.quic.explanation
+
+
+async def test_a_site_whose_https_nobody_reached_has_its_http3_not_measured(ca_file: str) -> None:
+    """quic: auto, and no HTTPS answer from here or from a control: nothing observed whether the
+    site advertises HTTP/3, so nothing is claimed (not `unsupported`)."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        rt = await Runtime.open(settings(ca_file=ca_file, quic="auto", timeout=1.0))
+        try:
+            r = await schedule.measure_and_judge(Target.parse(f"https://127.0.0.1:{port}/"), rt)
+        finally:
+            await rt.close()
+    assert r.measurement.tcp[0].failure == "refused"
+    assert r.quic is not None and r.quic.verdict == "not_measured"
+    assert "neither this vantage nor the control got an HTTPS answer" in r.quic.explanation

@@ -6,16 +6,20 @@ resolver that lies, and a web server that refuses one SNI and one Host header. P
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import ssl
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
 import trustme
+import yaml
 from aiohttp import web
 
 from probe.lab.dnsserver import DNSServer, Replies
@@ -152,3 +156,66 @@ async def test_check_remote_reads_each_technique(country: int) -> None:
     silent = injected["evidence"]["probe"]["remote"]["silent"]
     assert [c["destination"] for c in silent] == [NO_SERVICE, SELECTIVE, ANY_NAME]
     assert silent[0]["harmless"]["port_unreachable"]
+
+
+UNLISTED = "127.0.0.76"  # what the in-country resolver answers for every name: a third party
+
+
+@pytest.mark.parametrize("verify", [True, False])
+async def test_the_addresses_an_answer_names_are_contacted_paced_or_not_at_all(
+    tmp_path: Path, verify: bool
+) -> None:
+    """Ten targets whose in-country answers all name one address no one listed: its server sees
+    the handshakes at most `remote_rate` a second; with `remote_verify_answers: false` it sees
+    none, and every result says the check was skipped."""
+    require_root("listen on port 53 and 443 of 127.0.0.x")
+    own = await Zone("127.0.0.1", 0).start()
+    liar = await Zone(RESOLVER, 5353, address=UNLISTED).start()
+    contacts: list[float] = []
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        contacts.append(time.monotonic())
+        writer.close()
+
+    third_party = await asyncio.start_server(count, UNLISTED, 443)
+    path = tmp_path / "targets.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "settings": {
+                    "resolvers": [f"127.0.0.1:{own.port}"],
+                    "remote": [{"country": "XA", "resolvers": [f"{RESOLVER}:5353"]}],
+                    "remote_only": True,
+                    "remote_rate": 2,
+                    "remote_verify_answers": verify,
+                    "timeout": 5,
+                    "retries": 0,
+                },
+                "targets": [{"url": f"https://t{i}.test/"} for i in range(10)],
+            }
+        )
+    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "probe", "check", "--targets", str(path), "--format", "json"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    finally:
+        third_party.close()
+        await own.stop()
+        await liar.stop()
+    results = json.loads(out)["results"]
+    assert len(results) == 10, err.decode()
+    if verify:
+        assert len(contacts) == 10
+        gaps = [b - a for a, b in itertools.pairwise(contacts)]
+        # each turn begins a whole gap after the last began; what the server sees of it differs
+        # only by the connection's own way there (two processes, one clock)
+        assert min(gaps) >= 0.5 - 0.01, gaps
+        return
+    assert contacts == []
+    for r in results:
+        assert r["evidence"]["probe"]["remote"]["answers_verified"] is False
+        assert "the check of the answer was skipped" in r["explanation"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from probe import model
 from probe.config import (
     ConfigError,
     Settings,
@@ -18,7 +20,8 @@ from probe.config import (
     parse_shard,
     shard,
 )
-from tests.conftest import shared_data
+from probe.model import Target
+from tests.formats import global_list
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,10 +127,12 @@ def test_broken_yaml_names_file_line_and_key(text: str, message: str) -> None:
     assert str(exc.value).startswith(message)
 
 
-def test_citizen_lab_csv_is_a_targets_file() -> None:
-    config = load(shared_data() / "test-lists" / "global.csv")
+def test_citizen_lab_csv_is_a_targets_file(tmp_path: Path) -> None:
+    path = tmp_path / "global.csv"
+    path.write_text(global_list(1500))
+    config = load(path)
     urls = {t.url: t for t in config.targets}
-    assert len(config.targets) > 1000
+    assert len(config.targets) == 1504
     assert urls["https://www.clubhouse.com/"].category == "GRP"
     assert urls["https://www.clubhouse.com/"].service == "clubhouse.com"
 
@@ -165,9 +170,11 @@ def test_any_text_is_parsed_or_refused_with_a_config_error(text: str) -> None:
         assert str(exc).startswith("fuzz.csv")
 
 
-def test_shards_split_a_list_without_overlap_and_stay_put() -> None:
+def test_shards_split_a_list_without_overlap_and_stay_put(tmp_path: Path) -> None:
     """`--shard i/n`: every target in exactly one shard, the same one on every replica."""
-    targets = load(shared_data() / "test-lists" / "global.csv").targets
+    path = tmp_path / "global.csv"
+    path.write_text(global_list(1500))
+    targets = load(path).targets
     shards = [shard(targets, i, 3) for i in range(3)]
     assert sorted(t.url for s in shards for t in s) == sorted(t.url for t in targets)
     assert all(len(s) > len(targets) / 4 for s in shards)  # roughly even
@@ -245,3 +252,26 @@ def test_a_url_listed_five_times_is_measured_once_with_a_note(tmp_path: Path) ->
     assert config.notes == (
         f"{path}: listed more than once, measured once: https://a.example/ (5x)",
     )
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    url=st.from_regex(
+        r"\Ahttps?://[a-z0-9._-]{0,20}(:[0-9]{0,6})?/[a-z0-9/?#=&%._-]{0,20}\Z", fullmatch=True
+    )
+)
+def test_the_fast_reading_of_a_plain_url_is_the_general_ones(url: str) -> None:
+    """A million targets are read by a fast path for the common URL shape: it accepts, refuses
+    and names exactly what the general reading (urlsplit) does."""
+
+    def read() -> tuple[str, str, str] | str:
+        try:
+            t = Target.parse(url)
+        except ValueError as exc:
+            return str(exc)
+        return t.url, t.service, t.host
+
+    fast = read()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(model, "_PLAIN_URL", re.compile(r"(?!)"))  # matches nothing: the general way
+        assert read() == fast

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -19,10 +18,6 @@ PATHS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
         common.require_tool("promtool"),
     ),
     "root": lambda mp: (mp.setattr(os, "geteuid", lambda: 1000), common.require_root("build")),
-    "../shared/data": lambda mp: (
-        mp.setattr(common, "SHARED_DATA", Path("/nonexistent/shared/data")),
-        common.shared_data(),
-    ),
     "network namespaces": lambda mp: (
         mp.setattr(lab, "_namespace_problem", lambda: "cannot create a network namespace"),
         lab.netns_ok.__wrapped__(),  # type: ignore[attr-defined]

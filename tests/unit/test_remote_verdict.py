@@ -89,8 +89,9 @@ def m(
     names: tuple[NameCheck, ...] = (),
     validation: tuple[TLSObservation, ...] = (),
     own: tuple[DNSObservation, ...] = OWN,
+    verified: bool = True,
 ) -> Measurement:
-    path = RemotePath("CN", silent_checks, resolvers, validation, names)
+    path = RemotePath("CN", silent_checks, resolvers, validation, names, verified)
     return Measurement(replace(target, remote="CN"), 0.0, dns=own, remote=path)
 
 
@@ -263,6 +264,27 @@ ROWS = [
         "inconclusive",
         None,
         f"no certificate valid for it is served at {REAL} either, so the answer cannot be checked",
+    ),
+    (
+        "with the answers' check skipped, another address is not claimed",
+        m(resolvers=(resolver("192.0.2.77"),), verified=False),
+        "inconclusive",
+        None,
+        "the check of the answer was skipped (remote_verify_answers: false)",
+    ),
+    (
+        "with the answers' check skipped, the host's own address is still genuine",
+        m(resolvers=(resolver(REAL),), verified=False),
+        "accessible",
+        None,
+        f"answered {REAL}, genuine",
+    ),
+    (
+        "with the answers' check skipped, a bogon is still a bogon",
+        m(resolvers=(resolver("10.10.34.35"),), verified=False),
+        "blocked",
+        "dns/bogon",
+        "special-purpose addresses",
     ),
     (
         "a host with only IPv6 addresses here: its A answer is not compared",

@@ -6,13 +6,16 @@ probe its own result."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
+from probe.cli.formats import Unmeasured
 from probe.config import Settings
 from probe.engine import flow, schedule
 from probe.engine.runtime import Runtime, Transport
-from probe.model import Measurement
+from probe.engine.schedule import unmeasured
+from probe.model import Measurement, Target
 from probe.policy import AddressPolicy
 from probe.verdict.fingerprints import BUILTIN
 from tests.unit.test_verdict import CONTROL, T, m, page, system, tcp, tls
@@ -142,3 +145,21 @@ async def test_without_a_control_a_bug_in_the_verdict_is_still_a_bug(
     monkeypatch.setattr(schedule, "judge", broken)
     r = await judged(monkeypatch, Script(FINE), control=None)
     assert "internal error" in r.diagnosis.explanation
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        Target.parse("https://www.clubhouse.com/"),
+        Target.parse('http://a.example/"quoted"\\path', service='a "service"', category="NEWS"),
+        replace(Target.parse("https://пример.испытание/"), quic="always"),
+        replace(Target.parse("https://www.clubhouse.com/"), remote="CN"),
+    ],
+)
+def test_what_was_not_measured_is_written_as_the_result_would_be(target: Target) -> None:
+    """The template that writes a million unmeasured targets at once gives each the JSON its
+    own result gives."""
+    s = Settings(vantage="v", country="XA")
+    why = "not measured: the run's budget ran out"
+    template = Unmeasured(why, s)
+    assert template.line(target) == unmeasured(target, why, s, template.now).dumps()

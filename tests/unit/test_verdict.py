@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -23,8 +24,8 @@ from probe.model import (
 from probe.verdict import judge, settle
 from probe.verdict.fingerprints import Fingerprint
 from probe.vocabulary import METHODS
-from tests.conftest import shared_data
 
+REPO = Path(__file__).resolve().parents[2]
 T = Target.parse("https://www.clubhouse.com/")
 A = "192.0.2.10"
 B = "192.0.2.11"
@@ -665,9 +666,9 @@ def test_verdict_with_control(
     assert v.explanation and v.summary
 
 
-def design_methods() -> set[str]:
-    """DESIGN.md's table of layers and methods, read from the file itself."""
-    text = (shared_data().parent / "DESIGN.md").read_text(encoding="utf-8")
+def documented_methods() -> set[str]:
+    """The table of layers and methods in docs/vocabulary.md, read from the page itself."""
+    text = (REPO / "docs" / "vocabulary.md").read_text(encoding="utf-8")
     table = text.split("| layer | methods |")[1].split("\n\n")[0]
     out: set[str] = set()
     for row in table.splitlines()[2:]:
@@ -681,11 +682,11 @@ def design_methods() -> set[str]:
     return out
 
 
-def test_the_vocabulary_is_designs_table() -> None:
-    """The typed vocabulary and DESIGN.md's table name the same methods: a method added to the
-    design must be added to the probe (and a verdict path for it), and the reverse."""
+def test_the_vocabulary_is_the_documented_table() -> None:
+    """The typed vocabulary and the users' table in docs/ name the same methods: a method added
+    to the docs must be added to the probe (and a verdict path for it), and the reverse."""
     ours = {f"{layer}/{method}" for layer, methods in METHODS.items() for method in methods}
-    assert ours == design_methods()
+    assert ours == documented_methods()
 
 
 def test_every_method_of_the_tcp_path_has_a_verdict_row() -> None:
@@ -717,6 +718,31 @@ def test_a_single_failure_that_a_retry_does_not_confirm_is_not_a_block() -> None
     confirmed, used = settle([blocked, blocked])
     assert used == 0  # the first measurement says how: later ones may see a residual penalty
     assert (confirmed.verdict, confirmed.attempts, confirmed.agreed) == ("blocked", 2, 2)
+
+
+def test_measurements_that_disagree_say_what_each_saw() -> None:
+    """Blocked twice, but not the same way: the explanation names what the other measurement
+    saw, and each measurement's diagnosis is kept for the JSON."""
+    reset = judge(m([system(A)], [tcp()], [tls(failure="reset")]), CONTROL)
+    timeout = judge(m([system(A)], [tcp()], [tls(failure="timeout")]), CONTROL)
+    settled, used = settle([reset, timeout])
+    assert (settled.verdict, str(settled.blocking), settled.agreed, used) == (
+        "blocked",
+        "tls/reset",
+        1,
+        0,
+    )
+    assert settled.explanation.endswith(
+        f"(seen in 1 of 2 measurements; the other: blocked tls/timeout ({timeout.summary}))"
+    )
+    assert [(str(x.verdict), str(x.blocking)) for x in settled.seen] == [
+        ("blocked", "tls/reset"),
+        ("blocked", "tls/timeout"),
+    ]
+    fine = judge(OK, CONTROL)
+    three, _ = settle([reset, fine, reset])
+    assert three.explanation.endswith(f"; the other: accessible ({fine.summary}))")
+    assert [str(x.verdict) for x in three.seen] == ["blocked", "accessible", "blocked"]
 
 
 def test_an_unreachable_extra_resolver_is_not_the_targets_block() -> None:
