@@ -1,8 +1,8 @@
 """The project's names, each defined once: failures, verdicts, layers, methods and steps.
 
-These are the strings of the JSON output, the metrics' label values and DESIGN.md's table, typed
-(`StrEnum`: each member *is* its string, so it serialises as one), with what every front end asks
-of them: is it a block, in what order to show it, in what colour.
+These are the strings of the JSON output, the metrics' label values and docs/vocabulary.md's
+table, typed (`StrEnum`: each member *is* its string, so it serialises as one), with what every
+front end asks of them: is it a block, in what order to show it, in what colour.
 """
 
 from __future__ import annotations
@@ -133,12 +133,13 @@ class Method(StrEnum):
     BLOCKPAGE = "blockpage"
     DIFF = "diff"
     CLOSE = "close"
+    PROTOCOL = "protocol"
     THROTTLED = "throttled"
 
 
 M = Method
-# DESIGN.md's table: the methods of each layer (a test holds the two equal). `throttled` is the
-# method of the `throttled` verdict, at the http layer.
+# docs/vocabulary.md's table: the methods of each layer (a test holds the two equal).
+# `throttled` is the method of the `throttled` verdict, at the http layer.
 METHODS: dict[Layer, tuple[Method, ...]] = {
     Layer.DNS: (
         M.NXDOMAIN,
@@ -151,7 +152,7 @@ METHODS: dict[Layer, tuple[Method, ...]] = {
         M.INCONSISTENT,
     ),
     Layer.TCP: (M.TIMEOUT, M.RESET, M.REFUSED, M.UNREACHABLE),
-    Layer.TLS: (M.RESET, M.TIMEOUT, M.EOF, M.INVALID_CERTIFICATE, M.ALERT),
+    Layer.TLS: (M.RESET, M.TIMEOUT, M.EOF, M.INVALID_CERTIFICATE, M.ALERT, M.PROTOCOL),
     Layer.HTTP: (M.RESET, M.TIMEOUT, M.EOF, M.STALL, M.BLOCKPAGE, M.DIFF, M.THROTTLED),
     Layer.QUIC: (M.TIMEOUT, M.CLOSE, M.INVALID_CERTIFICATE),
 }

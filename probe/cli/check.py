@@ -40,7 +40,7 @@ from probe.config import (
 from probe.engine import schedule
 from probe.engine.runtime import Runtime
 from probe.model import Result, Target
-from probe.verdict.judge import CONTROL_MATCHES_TOO
+from probe.verdict.http import CONTROL_MATCHES_TOO
 from probe.vocabulary import Verdict
 
 EPILOG = f"""\

@@ -6,12 +6,12 @@ newer version), the probe keeps its own result and says why the control could no
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
 from probe.engine.deadline import Deadline
 from probe.engine.runtime import Runtime
+from probe.measure.clock import within
 from probe.measure.failure import describe
 from probe.model import MAX_CONTROL_ADDRESSES, Control, ControlRequest, Target, from_json
 
@@ -33,16 +33,16 @@ async def ask(rt: Runtime, target: Target, addresses: list[str], deadline: Deadl
     url = s.control.rstrip("/") + "/api/v1/measure"
     headers = {"Authorization": f"Bearer {s.control_token}"} if s.control_token else {}
     quic = target.quic or s.quic
-    within = deadline.helper_time()
+    allowed = deadline.helper_time()
     # an earlier helper measures HTTP/3 after its deadline, within its own QUIC deadline
     theirs = s.quic_deadline if quic != "never" and target.scheme == "https" else 0.0
-    measurement = round(max(MIN_HELPER_DEADLINE, within - theirs), 3)
+    measurement = round(max(MIN_HELPER_DEADLINE, allowed - theirs), 3)
     request = ControlRequest(
         target.url,
         tuple(addresses[:MAX_CONTROL_ADDRESSES]),
         measurement,
         quic,
-        round(max(MIN_HELPER_DEADLINE, within), 3),
+        round(max(MIN_HELPER_DEADLINE, allowed), 3),
     )
     body = request.to_json()
     end = time.perf_counter() + deadline.control_wait()
@@ -51,7 +51,7 @@ async def ask(rt: Runtime, target: Target, addresses: list[str], deadline: Deadl
         start = time.perf_counter()
         try:
             async with (
-                asyncio.timeout(max(0.0, end - start)),
+                within(max(0.0, end - start)),
                 rt.session().post(url, json=body, headers=headers) as resp,
             ):
                 text = await read_capped(resp, MAX_ANSWER_BYTES)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from probe.config import ConfigError, Settings
 from probe.measure import tls
+from probe.measure.clock import within
 from probe.measure.failure import describe
 from probe.model import url_parts
 from probe.policy import AddressPolicy
@@ -96,7 +97,7 @@ async def _control_addresses(settings: Settings) -> dict[int, str]:
     parts = url_parts(settings.control)
     loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout(settings.timeout):
+        async with within(settings.timeout):
             infos = await loop.getaddrinfo(parts.host, parts.port, type=socket.SOCK_STREAM)
     except (OSError, TimeoutError):
         return {}  # the control's own trouble, reported where it is asked
@@ -159,7 +160,7 @@ async def _ipv6_problem(settings: Settings) -> str | None:
 async def _connects(address: str, port: int, timeout: float) -> str | None:
     """None when a TCP connection opens, else why not."""
     try:
-        async with asyncio.timeout(timeout):
+        async with within(timeout):
             _, writer = await asyncio.open_connection(address, port)
     except TimeoutError:
         return f"no answer within {timeout:g}s"
@@ -279,10 +280,9 @@ async def _read_fingerprints(source: str, rt: Runtime) -> tuple[Fingerprint, ...
         if source.startswith(("http://", "https://")):
             from probe.measure.doh import read_capped
 
-            async with asyncio.timeout(rt.settings.timeout * 3):
-                async with rt.session().get(source) as resp:
-                    resp.raise_for_status()
-                    data = await read_capped(resp, MAX_FINGERPRINT_BYTES)
+            async with within(rt.settings.timeout * 3), rt.session().get(source) as resp:
+                resp.raise_for_status()
+                data = await read_capped(resp, MAX_FINGERPRINT_BYTES)
         else:
             data = await asyncio.to_thread(_read_file, source)
         text = data.decode("utf-8")

@@ -21,6 +21,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
+from probe.measure.clock import within
 from probe.measure.failure import classify, describe
 from probe.measure.system import MAX_ADDRESSES
 from probe.model import DNSObservation, DNSResponse
@@ -107,7 +108,7 @@ async def resolve_udp(
             # datagram_received runs only while we await: nothing arrives between here and there
             listener.arrived.clear()
             try:
-                async with asyncio.timeout(remaining):
+                async with within(remaining):
                     await listener.arrived.wait()
             except TimeoutError:
                 pass
@@ -150,7 +151,7 @@ async def query_tcp(
     query: dns.message.Message, address: str, port: int, timeout: float
 ) -> dns.message.Message:
     """One query over TCP (RFC 1035 4.2.2: a two-byte length before each message)."""
-    async with asyncio.timeout(timeout):
+    async with within(timeout):
         reader, writer = await asyncio.open_connection(address, port)
         try:
             wire = query.to_wire()

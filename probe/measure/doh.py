@@ -3,12 +3,12 @@ DoH resolver is configured."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import aiohttp
 import dns.message
 
+from probe.measure.clock import within
 from probe.measure.dns import MAX_MESSAGE, observe
 from probe.measure.failure import classify
 from probe.model import DNSObservation
@@ -44,7 +44,7 @@ async def resolve(
     start = time.perf_counter()
     try:
         async with (
-            asyncio.timeout(timeout),
+            within(timeout),
             session.post(
                 url,
                 data=query.to_wire(),

@@ -12,7 +12,6 @@ throughput window, past which a download that still flows ends with a rate (a po
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import html
 import re
@@ -21,6 +20,7 @@ import zlib
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from probe.measure.clock import within
 from probe.measure.failure import classify
 from probe.measure.http1 import Head, ProtocolError, ResponseParser
 from probe.measure.tcp import Connection
@@ -130,7 +130,7 @@ async def exchange(conn: Connection, url: str, limits: Limits) -> Exchange:
     wire = conn.wire
     try:
         conn.write(request_bytes(url))
-        async with asyncio.timeout(max(0.0, min(limits.timeout, limits.end - time.perf_counter()))):
+        async with within(max(0.0, min(limits.timeout, limits.end - time.perf_counter()))):
             await conn.drain()
         await _receive(conn, ResponseParser(MAX_HEAD), x, limits)
     except ProtocolError as exc:
@@ -189,7 +189,7 @@ async def _read(conn: Connection, x: Exchange, limits: Limits, now: float) -> by
         wait = max(wait, grace)
         limited = limits.end - now <= wait
         try:
-            async with asyncio.timeout(max(0.0, min(wait, limits.end - now))):
+            async with within(max(0.0, min(wait, limits.end - now))):
                 return _count(x, await conn.read())
         except TimeoutError:
             now = time.perf_counter()

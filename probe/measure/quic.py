@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from probe.measure.clock import within
 from probe.measure.failure import classify
 from probe.measure.tls import summarize
 from probe.model import HTTP3Observation, QUICObservation, url_parts
@@ -197,7 +198,7 @@ async def _handshake(
     start = time.perf_counter()
     client.connect(peer)
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(limits.wait(limits.timeout)):
+        async with within(limits.wait(limits.timeout)):
             await client.ended.wait()
     elapsed = time.perf_counter() - start
     if client.refused:
@@ -279,7 +280,7 @@ async def _get(client: Any, url: str, limits: Limits) -> HTTP3Observation:
         wait = start + limits.timeout if last is None else last + limits.stall_after
         wait -= time.perf_counter()
         try:
-            async with asyncio.timeout(limits.wait(wait)):
+            async with within(limits.wait(wait)):
                 event: H3Event | Any = await client.events.get()
         except TimeoutError:
             if last is None:
@@ -362,7 +363,7 @@ async def version_ping(
     transport, _ = await loop.create_datagram_endpoint(Ping, sock=sock)
     try:
         transport.sendto(_grease_initial())  # no address: the socket is connected
-        async with asyncio.timeout(timeout):
+        async with within(timeout):
             data = await answer
     except TimeoutError:
         return QUICObservation(

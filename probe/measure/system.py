@@ -7,6 +7,7 @@ import asyncio
 import socket
 import time
 
+from probe.measure.clock import within
 from probe.measure.failure import classify
 from probe.model import DNSObservation
 from probe.vocabulary import Failure
@@ -19,7 +20,7 @@ async def resolve(host: str, timeout: float) -> DNSObservation:
     loop = asyncio.get_running_loop()
     start = time.perf_counter()
     try:
-        async with asyncio.timeout(timeout):
+        async with within(timeout):
             infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except Exception as exc:
         failure, error = classify(exc)

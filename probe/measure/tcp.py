@@ -10,6 +10,7 @@ import socket
 import ssl
 import time
 
+from probe.measure.clock import within
 from probe.measure.failure import classify
 from probe.model import TCPObservation
 from probe.policy import AddressPolicy
@@ -137,7 +138,7 @@ class Connection:
         self.writer.close()
         # the peer reset or vanished: nothing left to close
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(CLOSE_WAIT):
+            async with within(CLOSE_WAIT):
                 await self.writer.wait_closed()
 
 
@@ -155,7 +156,7 @@ async def connect(
         ), None
     start = time.perf_counter()
     try:
-        async with asyncio.timeout(timeout):
+        async with within(timeout):
             reader, writer = await asyncio.open_connection(address, port, limit=READ_SIZE)
     except Exception as exc:
         failure, error = classify(exc)

@@ -9,7 +9,6 @@ needs `cryptography`, imported only then.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import hashlib
 import re
@@ -18,6 +17,7 @@ import time
 from typing import Any
 
 from probe.measure import tcp
+from probe.measure.clock import within
 from probe.measure.failure import classify, describe
 from probe.model import Certificate, TLSObservation
 from probe.policy import AddressPolicy
@@ -69,7 +69,7 @@ async def handshake(
     context did not verify only when asked (the evidence of interception)."""
     start = time.perf_counter()
     try:
-        async with asyncio.timeout(timeout):
+        async with within(timeout):
             tls = conn.secure(context, sni)
             while True:  # computed on the event loop: cheaper than handing each step to a thread
                 try:

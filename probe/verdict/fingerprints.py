@@ -172,7 +172,7 @@ def match_http(
             yield fp, f"{header}: {where[:80]}"
 
 
-def match_dns(fingerprints: tuple[Fingerprint, ...], address: str) -> Fingerprint | None:
+def match_dns(fingerprints: Iterable[Fingerprint], address: str) -> Fingerprint | None:
     for fp in fingerprints:
         if fp.location == "dns" and fp.scope != "fp" and fp.matches(address):
             return fp

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from probe.model import Blocking, Control, Diagnosis, QUICPath
-from probe.verdict.judge import most_common
+from probe.verdict.explain import most_common
 from probe.vocabulary import Failure, Layer, Method, Verdict
 
 F = Failure

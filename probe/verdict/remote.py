@@ -25,8 +25,8 @@ from probe.model import (
     SilentCheck,
 )
 from probe.policy import family, is_special
+from probe.verdict.explain import DNS_FAILURES, HTTP_FAILURES, TLS_FAILURES, most_common
 from probe.verdict.fingerprints import BUILTIN, Fingerprint, match_http
-from probe.verdict.judge import DNS_FAILURES, HTTP_FAILURES, TLS_FAILURES, most_common
 from probe.vocabulary import Failure, Layer, Method, Verdict
 
 SCOPE = "a remote measurement sees only censors that act on traffic from abroad"

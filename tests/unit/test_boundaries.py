@@ -20,8 +20,9 @@ from probe.model import (
     TLSObservation,
 )
 from probe.verdict import judge, settle
+from probe.verdict.explain import rate as _rate
+from probe.verdict.explain import size as _size
 from probe.verdict.fingerprints import Fingerprint
-from probe.verdict.judge import _rate, _size
 from probe.vocabulary import Layer, Method, Verdict
 from tests.unit.test_verdict import (
     CONTROL,
@@ -269,11 +270,14 @@ def test_another_resolvers_genuine_answer_proves_a_lie_without_a_control() -> No
     assert row(m(dns, [tcp()], [tls()], [], page()))[0] == "dns/nxdomain"
 
 
-def test_special_purpose_answers_on_both_sides_are_no_bogon() -> None:
-    """An intranet site: the control gets private addresses too."""
+def test_special_purpose_answers_on_both_sides_are_no_bogon_but_down() -> None:
+    """An intranet name: the control gets private addresses too, so nobody on the internet
+    reaches it — what everyone sees is `down`, not a block (OONI's localhost cases)."""
     intranet = ctl(dns_=[system("10.0.0.2")], tcp_=[], tls_=[])
-    verdict, _ = row(m([system("10.0.0.1")], [tcp("10.0.0.1", "timeout")]), intranet, ())
-    assert verdict == "dns/inconsistent"
+    verdict, v = row(m([system("10.0.0.1")], [tcp("10.0.0.1", "timeout")]), intranet, ())
+    assert verdict == "down" and "for the control too" in v.explanation
+    public = ctl(dns_=[system(A)], tcp_=[], tls_=[])  # the control's is public: a bogon
+    assert row(m([system("10.0.0.1")], [tcp("10.0.0.1", "timeout")]), public)[0] == "dns/bogon"
 
 
 def test_the_same_page_from_another_host_does_not_vouch_for_the_vantages_address() -> None:

@@ -10,7 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from probe import model
+from probe.cli import build_parser
+from probe.cli.common import overrides
 from probe.config import (
+    SPECS,
     ConfigError,
     Settings,
     load,
@@ -275,3 +278,48 @@ def test_the_fast_reading_of_a_plain_url_is_the_general_ones(url: str) -> None:
     with pytest.MonkeyPatch.context() as m:
         m.setattr(model, "_PLAIN_URL", re.compile(r"(?!)"))  # matches nothing: the general way
         assert read() == fast
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"timeout": -1}, "timeout: expected a positive number, got -1"),
+        ({"concurrency": 2.5}, "concurrency: expected a whole number"),
+        ({"country": "Russia"}, "country: expected a two-letter country code"),
+        ({"resolvers": ("system", "nonsense")}, "resolvers: 'nonsense' is not a resolver"),
+        ({"quic": "sometimes"}, "quic: expected one of auto, always, never"),
+        ({"remote_verify_answers": "no"}, "remote_verify_answers: expected true or false"),
+    ],
+)
+def test_settings_made_in_code_refuse_what_the_file_and_the_flag_refuse(
+    values: dict[str, object], words: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(words)):
+        Settings(**values)  # type: ignore[arg-type]
+
+
+def test_every_flag_comes_from_the_settings_declaration() -> None:
+    """Each setting declares its flag once: `check` and `serve` offer the measuring ones, `serve`
+    its interval, `control` the network ones; a flag's value is checked as the file's is."""
+    parser = build_parser()
+    offered = {
+        "check": vars(parser.parse_args(["check"])),
+        "serve": vars(parser.parse_args(["serve", "--targets", "t.yaml"])),
+        "control": vars(parser.parse_args(["control"])),
+    }
+    for name, spec in SPECS.items():
+        if name == "remote":
+            continue  # `--remote CC` and its destinations' flags pick among settings.remote
+        where = {
+            "network": {"check", "serve", "control"},
+            "measure": {"check", "serve"},
+            "serve": {"serve"},
+            "": set(),
+        }[spec.group]
+        assert {cmd for cmd, names in offered.items() if name in names} == where, name
+    args = parser.parse_args(
+        ["check", "--timeout", "3", "--resolver", "192.0.2.1", "--quic", "never"]
+    )
+    assert overrides(args) == {"timeout": 3.0, "resolvers": ["192.0.2.1"], "quic": "never"}
+    with pytest.raises(ConfigError, match=r"^--timeout: expected a positive number"):
+        override(Settings(), overrides(parser.parse_args(["check", "--timeout", "-2"])))

@@ -363,10 +363,17 @@ ROWS = [
     ),
     (
         "a failure no censor causes is not claimed",
-        m(names=(NameCheck(SERVER, hello("example.com"), hello(HOST, Failure.PROTOCOL)),)),
+        m(names=(NameCheck(SERVER, hello("example.com"), hello(HOST, Failure.UNKNOWN)),)),
         "inconclusive",
         None,
         "not claimed",
+    ),
+    (
+        "the target's SNI answered with something that is not TLS, the harmless one completing",
+        m(names=(NameCheck(SERVER, hello("example.com"), hello(HOST, Failure.PROTOCOL)),)),
+        "blocked",
+        "tls/protocol",
+        "got protocol after 40 ms",
     ),
     (
         "the SNI completes: no interference",

@@ -22,6 +22,7 @@ from probe.model import (
     TLSObservation,
 )
 from probe.verdict import judge, settle
+from probe.verdict.challenges import challenge
 from probe.verdict.fingerprints import Fingerprint
 from probe.vocabulary import METHODS
 
@@ -286,7 +287,7 @@ def test_plain_http_page_is_accessible_without_tls() -> None:
     assert "plain HTTP" in v.explanation
 
 
-# --- with a control: every row of DESIGN.md's method table, and the false-positive traps -------
+# --- with a control: every row of the docs' method table, and the false-positive traps ---------
 
 C_ADDR = "198.51.100.7"
 HTTP_T = Target.parse("http://news.example/")
@@ -356,6 +357,20 @@ STALLED = replace(
     page(), failure="stall", error="nothing for 5s", received=16_384, last_byte=0.31, title=""
 )
 PUBLIC = ("192.0.2.0/24",)  # this table's addresses are from TEST-NET-1: public for its purpose
+BLOCKPAGE = "<p>Доступ к информационному ресурсу ограничен</p>"  # a built-in fingerprint's words
+CHALLENGE = page(
+    503,
+    "Just a moment...",
+    length=7000,
+    url=HTTP_T.url,
+    headers={"server": "cloudflare", "cf-ray": "68013f3b0c7d498b-SIN"},
+    sample='<title>Just a moment...</title><script>window._cf_chl_opt={cvId: "2"}</script>',
+)
+LOOP = replace(
+    page(failure="protocol"),
+    error="more than 10 redirects",
+    hops=tuple(HTTPHop(f"{T.url}r/{i}", 302, f"/r/{i + 1}") for i in range(11)),
+)
 
 WITH_CONTROL = [
     # (id, measurement, control, verdict, layer/method)
@@ -403,6 +418,89 @@ WITH_CONTROL = [
         (f"tls {f}", m([system(A)], [tcp()], [tls(failure=f)]), CONTROL, "blocked", f"tls/{f}")
         for f in ("reset", "timeout", "eof", "alert")
     ],
+    (
+        "tls protocol: the ClientHello answered with HTTP, the control completes there",
+        m([system(A)], [tcp()], [tls(failure="protocol")]),
+        CONTROL,
+        "blocked",
+        "tls/protocol",
+    ),
+    (
+        "a non-TLS answer the control gets too is the server's: down",
+        m([system(A)], [tcp()], [tls(failure="protocol")]),
+        ctl(tls_=(tls(failure="protocol"),)),
+        "down",
+        None,
+    ),
+    (
+        "a name that exists nowhere, answered here: the answer is forged",
+        m(
+            [system(B)],
+            [tcp(B)],
+            [],
+            [],
+            page(url=HTTP_T.url, address=B, title="Blocked", sample=BLOCKPAGE),
+            target=HTTP_T,
+        ),
+        ctl(
+            dns_=(dns_fail("nxdomain"),),
+            tcp_=(tcp(B),),
+            tls_=(),
+            http_=page(url=HTTP_T.url, address=B, title="Blocked", sample=BLOCKPAGE),
+            target=HTTP_T,
+        ),
+        "blocked",
+        "dns/inconsistent",
+    ),
+    (
+        "a name that resolves to loopback for the control too: down",
+        m([system("127.0.0.1")]),
+        ctl(dns_=(system("127.0.0.1"),), tcp_=(), tls_=()),
+        "down",
+        None,
+    ),
+    (
+        "a redirect loop the control is sent round too: down",
+        m([system(A)], [tcp()], [tls()], [], LOOP),
+        ctl(http_=LOOP),
+        "down",
+        None,
+    ),
+    (
+        "the site's own challenge (Cloudflare's 503) to this vantage, the page to the control",
+        m([system(A)], [tcp()], [], [], CHALLENGE, target=HTTP_T),
+        ctl(target=HTTP_T),
+        "accessible",
+        None,
+    ),
+    (
+        "challenge markers without the vendor's header lower nothing: a diff",
+        m([system(A)], [tcp()], [], [], replace(CHALLENGE, headers={}), target=HTTP_T),
+        ctl(target=HTTP_T),
+        "blocked",
+        "http/diff",
+    ),
+    (
+        "a blockpage fingerprint on a challenge-looking page still counts",
+        m(
+            [system(A)],
+            [tcp()],
+            [],
+            [],
+            replace(CHALLENGE, body_sample=CHALLENGE.body_sample + BLOCKPAGE),
+            target=HTTP_T,
+        ),
+        ctl(target=HTTP_T),
+        "blocked",
+        "http/blockpage",
+    ),
+    (
+        "a redirect loop here only is no block",
+        m([system(A)], [tcp()], [tls()], [], LOOP),
+        CONTROL,
+        "inconclusive",
+        None,
+    ),
     (
         "tls invalid_certificate (interception)",
         m([system(A)], [tcp()], [tls(failure="invalid_certificate")]),
@@ -786,3 +884,42 @@ def test_a_stall_inside_the_first_tls_record_counts_the_bytes_on_the_wire() -> N
     v = judge(m([system(A)], [tcp()], [tls()], [], frozen), CONTROL)
     assert (v.verdict, v.blocking) == ("blocked", Blocking("http", "stall"))
     assert "after 4380 B" in v.summary
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "sample", "seen"),
+    [
+        (503, {"server": "cloudflare"}, "<title>Just a moment...</title>", "Cloudflare"),
+        (403, {"cf-mitigated": "challenge"}, "", "Cloudflare's browser check (cf-mitigated"),
+        (403, {"server": "AkamaiGHost"}, "Access Denied ... Reference #18.2b", "Akamai"),
+        (403, {"x-iinfo": "1-2-3"}, "Incapsula incident ID: 123", "Incapsula"),
+        (403, {"x-sucuri-id": "1"}, "Sucuri WebSite Firewall - Access Denied", "Sucuri"),
+        (403, {"server": "ddos-guard"}, "<title>DDoS-Guard</title>", "DDoS-Guard"),
+        (202, {"x-amzn-waf-action": "challenge"}, "", "AWS WAF"),
+        (200, {"server": "cloudflare"}, "<title>Just a moment...</title>", None),  # a page
+        (503, {"server": "nginx"}, "<title>Just a moment...</title>", None),  # no vendor
+        (503, {"server": "cloudflare"}, "<title>Service unavailable</title>", None),  # no marker
+    ],
+)
+def test_challenge_pages_are_recognised_by_what_they_carry(
+    status: int, headers: dict[str, str], sample: str, seen: str | None
+) -> None:
+    got = challenge(replace(page(status, headers=headers, sample=sample), title=""))
+    assert (got is None) if seen is None else (got is not None and seen in got), got
+
+
+def test_the_sites_challenge_is_named_in_the_explanation() -> None:
+    v = judge(
+        m([system(A)], [tcp()], [], [], CHALLENGE, target=HTTP_T),
+        ctl(target=HTTP_T),
+        public_ranges=PUBLIC,
+    )
+    assert "Cloudflare's browser check (server: cloudflare, 'Just a moment...')" in v.explanation
+    assert "the site's doing, not censorship" in v.explanation
+    assert v.summary == "site's challenge (Cloudflare's browser check)"
+    https = judge(
+        m([system(A)], [tcp()], [tls()], [], replace(CHALLENGE, url=T.url)),
+        CONTROL,
+        public_ranges=PUBLIC,
+    )
+    assert https.verdict == "accessible" and "challenged this vantage" in https.explanation
