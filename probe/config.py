@@ -6,6 +6,7 @@ unknown keys are errors too, because a typo that passes silently measures the wr
 
 from __future__ import annotations
 
+import argparse
 import csv
 import gc
 import hashlib
@@ -81,6 +82,32 @@ class RemoteCountry:
                 check_destination(kind, text)
         if not (self.silent or self.resolvers or self.servers):
             raise ValueError(f"{self.country}: no destination (silent, resolvers or servers)")
+
+
+@dataclass(frozen=True, slots=True)
+class Canaries:
+    """The destinations that tell a vantage's network regime (see `probe.verdict.regime`):
+    `inside` the country (what an allowlist keeps open) and `abroad` (neutral: no censor targets
+    them). `off` measures none (`canaries: none`)."""
+
+    inside: tuple[str, ...] = ()
+    abroad: tuple[str, ...] = ()
+    off: bool = False
+
+    def __post_init__(self) -> None:
+        for url in (*self.inside, *self.abroad):
+            Target.parse(url)  # ValueError for what is not a URL
+
+
+# Built-in canaries. Inside, by country: what the allowlists of 2025-26 keep open (the state's
+# services, a big bank, a big domestic platform). Abroad: neutral sites no censor targets, on two
+# ports (a port-wide reset is then told from a name's block); the control helper is one too.
+INSIDE_CANARIES = {
+    "RU": ("https://www.gosuslugi.ru/", "https://www.sberbank.ru/", "https://ya.ru/"),
+    "CN": ("https://www.gov.cn/", "https://www.baidu.com/", "https://www.qq.com/"),
+    "IR": ("https://www.digikala.com/", "https://www.aparat.com/", "https://www.shaparak.ir/"),
+}
+ABROAD_CANARIES = ("https://example.com/", "http://example.com/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +195,21 @@ def _remote_country(value: Any) -> RemoteCountry:
     if not isinstance(value, RemoteCountry):
         raise ValueError(f"expected a country and its destinations, got {value!r}")
     return value
+
+
+def _canaries(value: Any) -> Canaries:
+    if not isinstance(value, Canaries):
+        raise ValueError(f"expected inside/abroad lists of URLs, or none, got {value!r}")
+    return value
+
+
+def _canaries_flag(text: str) -> Canaries:
+    """`--canaries none` (argparse shows this error's own words)."""
+    if text.strip().lower() != "none":
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: only 'none' (lists of canaries go in settings.canaries)"
+        )
+    return Canaries(off=True)
 
 
 POSITIVE, WHOLE = _positive(float), _positive(int)
@@ -329,6 +371,20 @@ class Settings:
     # handshakes with the target's name to the addresses open resolvers answered (to prove an
     # answer genuine): false to contact none of them (`inconsistent` is then never claimed)
     remote_verify_answers: bool = setting(True, Spec(_bool))
+    # the canaries that tell the vantage's network regime before each run; None: the built-in
+    # ones of `country` (and the control helper)
+    canaries: Canaries | None = setting(
+        None,
+        Spec(
+            _canaries,
+            "'none': measure no canary before the run (the network regime is then not told); "
+            "lists of them go in settings.canaries",
+            "canaries",
+            "measure",
+            _canaries_flag,
+            "none",
+        ),
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -901,6 +957,8 @@ def _settings(w: _Walker, node: yaml.Node) -> Settings:
             raise w.fail(knode, where, f"unknown setting (known: {', '.join(SPECS)})")
         if key == "remote":
             values[key] = _remote(w, vnode)
+        elif key == "canaries":
+            values[key] = _canaries_yaml(w, vnode)
         elif spec.many:
             items = []
             for i, item in enumerate(w.sequence(vnode, where)):
@@ -916,6 +974,41 @@ def _settings(w: _Walker, node: yaml.Node) -> Settings:
             except ValueError as exc:
                 raise w.fail(vnode, where, str(exc)) from None
     return replace(Settings(), **values)
+
+
+def _canaries_yaml(w: _Walker, node: yaml.Node) -> Canaries:
+    """`canaries: none`, or `canaries:` with `inside` and `abroad` lists of URLs."""
+    if isinstance(node, yaml.ScalarNode) and w.scalar(node, "settings.canaries") == "none":
+        return Canaries(off=True)
+    lists: dict[str, tuple[str, ...]] = {}
+    for key, knode, vnode in w.mapping(node, "settings.canaries"):
+        where = f"settings.canaries.{key}"
+        if key not in ("inside", "abroad"):
+            raise w.fail(knode, where, "unknown key (expected inside, abroad; or none)")
+        urls = []
+        for i, item in enumerate(w.sequence(vnode, where)):
+            try:
+                urls.append(Target.parse(w.string(item, f"{where}[{i}]")).url)
+            except ValueError as exc:
+                raise w.fail(item, f"{where}[{i}]", str(exc)) from None
+        lists[key] = tuple(urls)
+    return Canaries(lists.get("inside", ()), lists.get("abroad", ()))
+
+
+def canaries_of(s: Settings) -> list[tuple[str, str]]:
+    """The canaries to measure, each (URL, "inside" or "abroad"): the settings', else the
+    built-in ones of the country, and the control helper; at most `MAX_CANARIES`."""
+    chosen = s.canaries or Canaries(INSIDE_CANARIES.get(s.country, ()), ABROAD_CANARIES)
+    if chosen.off:
+        return []
+    abroad = list(chosen.abroad)
+    if s.control:  # the helper is a canary abroad too; where it does not answer, it is not asked
+        abroad.append(s.control.rstrip("/") + "/healthz")
+    out = [(url, "inside") for url in chosen.inside] + [(url, "abroad") for url in abroad]
+    return out[:MAX_CANARIES]
+
+
+MAX_CANARIES = 8
 
 
 def _remote(w: _Walker, node: yaml.Node) -> tuple[RemoteCountry, ...]:

@@ -15,6 +15,7 @@ import dataclasses
 import enum
 import functools
 import re
+import time
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from probe.policy import family, is_ip_literal
-from probe.vocabulary import Failure, Layer, Method, Step, Verdict
+from probe.vocabulary import Failure, Layer, Method, Regime, Step, Verdict
 
 T = TypeVar("T")
 MAX_URL = 2048
@@ -456,11 +457,31 @@ class Blocking:
     method: Method
     ip_version: int | None = None  # 4 or 6 where only that family is blocked
     sni_based: bool | None = None  # an HTTP/3 block: by the name in the Initial, or not
+    # the vantage's network regime, where the block is the regime's (an allowlist, a shutdown, a
+    # port-wide reset), not a decision about this service
+    regime: Regime | None = None
 
     def __str__(self) -> str:
         family = f" (IPv{self.ip_version} only)" if self.ip_version else ""
         how = {True: ", SNI-based", False: ", not SNI-based", None: ""}[self.sni_based]
-        return f"{self.layer}/{self.method}{family}{how}"
+        under = f", under {self.regime}" if self.regime else ""
+        return f"{self.layer}/{self.method}{family}{how}{under}"
+
+
+@dataclass(frozen=True, slots=True)
+class RegimeReport:
+    """A vantage's network regime, found by its canaries before a run (or a serve round): since
+    when it holds (wall clock), why, and what each canary saw."""
+
+    regime: Regime
+    since: float
+    explanation: str
+    evidence: tuple[str, ...] = ()
+    unanswered: tuple[str, ...] = ()  # the canaries (URLs) that did not answer
+
+    def sentence(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.since))
+        return f"network regime {self.regime} since {when}: {self.explanation}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,7 +592,8 @@ def _seconds(doc: dict[str, Any], key: str) -> float | None:
 
 # The shape of a result and of an archive record (`Result.to_json`): raised whenever it changes.
 # 1: `schema` itself, and `measurements` (what each measurement of the target came to).
-SCHEMA = 1
+# 2: `regime` (the vantage's network regime, found before the run), `blocking.regime`.
+SCHEMA = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,6 +605,7 @@ class Result:
     vantage: str = ""
     country: str = ""
     quic: Diagnosis | None = None  # the QUIC/HTTP/3 path's own verdict, beside the target's
+    regime: Regime | None = None  # the vantage's network regime before the run (no canaries: None)
 
     @property
     def verdict(self) -> Verdict:
@@ -604,6 +627,7 @@ class Result:
             "vantage": self.vantage,
             "country": self.country,
             "perspective": self.perspective,
+            "regime": self.regime,
             "service": m.target.service,
             "category": m.target.category,
             "url": m.target.url,

@@ -158,6 +158,23 @@ METHODS: dict[Layer, tuple[Method, ...]] = {
 }
 
 
+class Regime(StrEnum):
+    """What a vantage's whole network does, found by canaries before each run: one sentence
+    instead of a thousand blocks."""
+
+    NORMAL = "normal"
+    OFFLINE = "offline"  # nothing can leave this machine: no route, no resolver
+    SHUTDOWN = "shutdown"  # routes exist, but nothing abroad answers at any layer
+    ALLOWLIST = "allowlist"  # listed destinations work; for the rest the SYN passes, then nothing
+    PORT_RESET = "port_reset"  # every TCP connection to a port is reset, whatever the name
+    UNKNOWN = "unknown"  # the canaries' evidence is mixed
+
+    @property
+    def is_block(self) -> bool:
+        """A regime under which a target's block is the regime's, not a decision about it."""
+        return self in (Regime.SHUTDOWN, Regime.ALLOWLIST, Regime.PORT_RESET)
+
+
 class Step(StrEnum):
     """The steps of one measurement, as timed (`timings`, `censorprobe_step_duration_seconds`)."""
 

@@ -60,13 +60,19 @@ VERDICT_MAPPINGS = [
 
 
 BLOCKING_WORDS = (
-    "layer/method: where and how the censor acts (DESIGN.md's vocabulary). http/stall: the "
+    "layer/method: where and how the censor acts (docs/vocabulary.md). http/stall: the "
     "response began, then stopped with neither RST nor FIN while the control got it whole (a "
     "freeze). ip_version: set only where one IP family alone is blocked. perspective=remote: "
     "seen from abroad, interference on the path toward the country."
 )
 
 
+REGIME_WORDS = (
+    "normal; offline (nothing leaves the machine); shutdown (nothing abroad answers); allowlist "
+    "(only listed destinations work: abroad the SYN passes, then nothing); port_reset (every "
+    "connection to a port is reset); unknown (mixed evidence). Under a regime, the vantage's "
+    "per-target blocks are the regime's: its alert says it once (CensorprobeVantageRegime)."
+)
 REMOTE_WORDS = (
     'A column "CC (from abroad)" is a remote measurement: a vantage outside the country sent '
     "the target's name toward destinations inside it. It sees only censors that act on traffic "
@@ -187,10 +193,21 @@ def overview() -> dict[str, Any]:
         [
             panel(
                 "table",
+                "Network regime of each vantage (its canaries, before each round)",
+                [target("censorprobe_vantage_regime == 1", instant=True)],
+                0,
+                0,
+                24,
+                5,
+                description=REGIME_WORDS,
+                transformations=TABLE_OF_LABELS,
+            ),
+            panel(
+                "table",
                 "Current verdict: services × countries (worst URL); from abroad: the path only",
                 [target(WHERE, instant=True)],
                 0,
-                0,
+                5,
                 24,
                 10,
                 description=REMOTE_WORDS,
@@ -211,7 +228,7 @@ def overview() -> dict[str, Any]:
                 "Verdict over time by service and country",
                 [target(WHERE, "{{service_name}} · {{where}}")],
                 0,
-                10,
+                15,
                 24,
                 12,
                 fieldConfig=verdict_field(),
@@ -228,7 +245,7 @@ def overview() -> dict[str, Any]:
                     )
                 ],
                 0,
-                22,
+                27,
                 12,
                 5,
                 fieldConfig={
@@ -241,7 +258,7 @@ def overview() -> dict[str, Any]:
                 "How they are blocked now",
                 [target("censorprobe_target_blocking == 1", instant=True)],
                 12,
-                22,
+                27,
                 12,
                 8,
                 description=BLOCKING_WORDS,
@@ -260,7 +277,7 @@ def overview() -> dict[str, Any]:
                     )
                 ],
                 0,
-                27,
+                32,
                 12,
                 5,
                 description=HTTP3_WORDS,

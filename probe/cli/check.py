@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -37,11 +38,11 @@ from probe.config import (
     Unfinished,
     load,
 )
-from probe.engine import schedule
+from probe.engine import canaries, schedule
 from probe.engine.runtime import Runtime
-from probe.model import Result, Target
+from probe.model import RegimeReport, Result, Target
 from probe.verdict.http import CONTROL_MATCHES_TOO
-from probe.vocabulary import Verdict
+from probe.vocabulary import Regime, Verdict
 
 EPILOG = f"""\
 {EXIT_CODES}
@@ -159,9 +160,16 @@ def command(args: argparse.Namespace) -> int:
     output = OUTPUTS[args.format](stream, config.settings, started)
     exported = PrometheusOutput(stream, config.settings, started)  # for the exports only
     export = bool(args.textfile or args.push_gateway)
-    if export:
-        exported.start()
     verdicts: Counter[Verdict] = Counter()
+    found: list[RegimeReport | None] = []
+
+    def begin(regime: RegimeReport | None) -> None:
+        """The canaries have spoken: the outputs can start (they show the regime first)."""
+        found.append(regime)
+        output.start(regime)
+        if export:
+            exported.start(regime)
+
     false_positives: dict[str, list[str]] = {}
 
     def on_result(index: int, result: Result) -> None:
@@ -187,9 +195,12 @@ def command(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as closing:
             if args.output:
                 closing.callback(stream.close)
-            output.start()
             budget = None if args.budget is None else args.budget - (time.monotonic() - began)
-            ended = unfinished or run(_measure(config, budget, on_result, on_unmeasured, progress))
+            if unfinished:
+                begin(None)
+                ended: str | None = unfinished
+            else:
+                ended = run(_measure(config, budget, on_result, on_unmeasured, progress, begin))
             output.finish(time.time(), ended)
             stream.flush()
     except ConfigError as exc:
@@ -205,9 +216,14 @@ def command(args: argparse.Namespace) -> int:
         print(fingerprints_report(false_positives), file=sys.stderr, end="")
     if ended:
         print(f"censorprobe: run ended early: {ended}", file=sys.stderr)
+    regime = found[0] if found else None
+    if regime is not None and regime.regime != Regime.NORMAL:
+        print(f"censorprobe: {regime.sentence()}", file=sys.stderr)
     if ended == "interrupted":
         return EXIT_INTERRUPTED
-    return EXIT_INCONCLUSIVE if unfinished else exit_code(verdicts)
+    if unfinished or (regime is not None and regime.regime == Regime.OFFLINE):
+        return EXIT_INCONCLUSIVE
+    return exit_code(verdicts)
 
 
 async def _measure(
@@ -216,6 +232,7 @@ async def _measure(
     on_result: schedule.OnResult,
     on_unmeasured: schedule.OnUnmeasured,
     progress: Progress,
+    begin: Callable[[RegimeReport | None], None],
 ) -> str | None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -228,6 +245,8 @@ async def _measure(
     gc.freeze()
     ticker = asyncio.ensure_future(progress.tick_forever())
     try:
+        rt.regime = await canaries.survey(rt)
+        begin(rt.regime)
         return await schedule.run(
             config.targets,
             rt,

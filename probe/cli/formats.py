@@ -20,8 +20,8 @@ import orjson
 
 from probe.config import Settings
 from probe.engine.schedule import unmeasured
-from probe.model import Diagnosis, Result, Target
-from probe.vocabulary import Verdict
+from probe.model import Diagnosis, RegimeReport, Result, Target, to_json
+from probe.vocabulary import Regime, Verdict
 
 FORMATS = ("table", "json", "jsonl", "prometheus", "junit")
 
@@ -75,8 +75,9 @@ class Output:
     def write(self, text: str) -> None:
         self.stream.write(text.encode())
 
-    def start(self) -> None:
-        """Before the first result."""
+    def start(self, regime: RegimeReport | None = None) -> None:
+        """Before the first result; `regime`: the vantage's network regime, from its canaries."""
+        self.regime = regime
 
     def add(self, index: int, result: Result) -> None:
         raise NotImplementedError
@@ -115,9 +116,14 @@ class Unmeasured:
 
 
 class JSONOutput(Output):
-    def start(self) -> None:
+    def start(self, regime: RegimeReport | None = None) -> None:
+        super().start(regime)
         s = self.settings
-        head = {"vantage": {"name": s.vantage, "country": s.country}, "started": self.started}
+        head = {
+            "vantage": {"name": s.vantage, "country": s.country},
+            "started": self.started,
+            "regime": to_json(regime),
+        }
         self.write(json.dumps(head)[:-1] + ',\n"results": [\n')
         self.first = True
 
@@ -147,7 +153,8 @@ class JSONLOutput(Output):
 
 
 class _Collected(Output):
-    def start(self) -> None:
+    def start(self, regime: RegimeReport | None = None) -> None:
+        super().start(regime)
         self.rows: list[Row] = []
 
     def add(self, index: int, result: Result) -> None:
@@ -159,6 +166,12 @@ class _Collected(Output):
 
 class TableOutput(_Collected):
     def finish(self, finished: float, ended: str | None) -> None:
+        regime = self.regime
+        if regime is not None and regime.regime == Regime.OFFLINE:  # one line says it all
+            self.write(f"{regime.sentence()}; nothing was reached\n")
+            return
+        if regime is not None:
+            self.write(f"{regime.sentence()}\n\n")
         color = self.stream.isatty() and "NO_COLOR" not in os.environ
         self.write(format_table(self.ordered(), color=color))
 
@@ -169,10 +182,12 @@ class JUnitOutput(_Collected):
 
 
 class PrometheusOutput(Output):
-    def start(self) -> None:
+    def start(self, regime: RegimeReport | None = None) -> None:
         from probe.serve.metrics import ResultsCollector  # prometheus_client: only for this
 
+        super().start(regime)
         self.collector = ResultsCollector(self.settings.vantage, self.settings.country)
+        self.collector.set_regime(regime)
 
     def add(self, index: int, result: Result) -> None:
         self.collector.record(result)

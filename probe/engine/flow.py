@@ -485,8 +485,9 @@ async def measure_quic(
             )
             if not reached:
                 return QUICPath(
-                    skipped="neither this vantage nor the control got an HTTPS answer from the "
-                    "site, which would say whether it advertises HTTP/3"
+                    skipped="neither this vantage nor the control got the site's own HTTPS "
+                    "answer (it failed, or redirected to another host), which would say whether "
+                    "it advertises HTTP/3"
                 )
             return QUICPath(
                 skipped="the site advertises no HTTP/3 (no Alt-Svc h3 on its HTTPS answer, to "

@@ -21,7 +21,7 @@ from probe.config import ConfigError, Settings
 from probe.measure import tls
 from probe.measure.clock import within
 from probe.measure.failure import describe
-from probe.model import url_parts
+from probe.model import RegimeReport, url_parts
 from probe.policy import AddressPolicy
 from probe.verdict.fingerprints import BUILTIN, Fingerprint, parse_csv
 
@@ -219,6 +219,8 @@ class Runtime:
         self.network = network or Network()
         self.pacer = Pacer(settings.remote_rate)  # destinations are the settings': bounded
         self.verify, self.no_verify = contexts(settings.ca_file)
+        # the vantage's network regime, found by its canaries before the run (or serve round)
+        self.regime: RegimeReport | None = None
 
     def session(self) -> aiohttp.ClientSession:
         return self.transport.session(self.verify)
@@ -239,6 +241,7 @@ class Runtime:
         await network.check(settings)
         sources: dict[str, tuple[Fingerprint, ...]] = {}
         probe = cls(settings, policy or AddressPolicy.open(), BUILTIN, sources, transport, network)
+        probe.regime = previous.regime if previous else None  # until the next canaries' survey
         for source in settings.fingerprints:
             try:
                 sources[source] = await _read_fingerprints(source, probe)
@@ -255,9 +258,11 @@ class Runtime:
 
     def under(self, policy: AddressPolicy) -> Runtime:
         """The same runtime under another address policy (nothing read again)."""
-        return Runtime(
+        other = Runtime(
             self.settings, policy, self.fingerprints, self.sources, self.transport, self.network
         )
+        other.regime = self.regime
+        return other
 
     async def close(self) -> None:
         await self.transport.close()

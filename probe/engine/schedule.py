@@ -22,7 +22,7 @@ from probe.engine.control import ask
 from probe.engine.deadline import Deadline
 from probe.engine.runtime import Runtime
 from probe.measure.failure import describe
-from probe.model import Control, Diagnosis, Measurement, Result, Target
+from probe.model import Control, Diagnosis, Measurement, RegimeReport, Result, Target
 from probe.verdict import judge, judge_quic, judge_remote, settle
 from probe.vocabulary import Step, Verdict
 
@@ -74,14 +74,15 @@ async def measure_and_judge(
     if target.remote:
         return await _remote(target, rt, deadline)
     asked: list[asyncio.Task[Control]] = []
+    out_of_reach = control_out_of_reach(rt)
 
     def ask_control(addresses: list[str]) -> None:
-        if s.control:  # asked by the first measurement only
+        if s.control and out_of_reach is None:  # asked by the first measurement only
             asked.append(asyncio.ensure_future(ask(rt, target, addresses, deadline)))
 
     try:
         first = await flow.measure(target, rt, deadline.measurement(), on_dns=ask_control)
-        control = await asked[0] if asked else None
+        control = await asked[0] if asked else out_of_reach
         first = await _with_quic(target, rt, first, control, deadline)
         diagnosis, control = _judge(rt, first, control)
         diagnosis, m = await _settled(
@@ -97,7 +98,33 @@ async def measure_and_judge(
         for task in asked:
             task.cancel()
     quic = judge_quic(first.quic, control)
-    return Result(m, diagnosis, control, time.time(), s.vantage, s.country, quic)
+    diagnosis = under_regime(diagnosis, rt.regime)
+    regime = rt.regime.regime if rt.regime else None
+    return Result(m, diagnosis, control, time.time(), s.vantage, s.country, quic, regime)
+
+
+def control_out_of_reach(rt: Runtime) -> Control | None:
+    """Where the canaries found the control helper does not answer from here (the vantage's
+    network regime keeps it out), it is not asked for each target: a Control saying why."""
+    s, report = rt.settings, rt.regime
+    if not s.control or report is None:
+        return None
+    health = s.control.rstrip("/") + "/healthz"
+    if health not in report.unanswered:
+        return None
+    return Control(
+        error=f"out of reach under the vantage's network regime ({report.regime}): "
+        "its canary did not answer"
+    )
+
+
+def under_regime(d: Diagnosis, report: RegimeReport | None) -> Diagnosis:
+    """Under an allowlist, a shutdown or a port-wide reset, what fails is the regime's doing: a
+    block says so (`blocking.regime`), and so does every explanation of what did not load."""
+    if report is None or not report.regime.is_block or d.verdict == Verdict.ACCESSIBLE:
+        return d
+    blocking = replace(d.blocking, regime=report.regime) if d.blocking else None
+    return replace(d, blocking=blocking, explanation=f"{report.sentence()}; {d.explanation}")
 
 
 async def _settled(
@@ -143,7 +170,8 @@ async def _remote(target: Target, rt: Runtime, deadline: Deadline) -> Result:
         )
     except Exception as exc:
         return unmeasured(target, f"not measured: internal error {describe(exc)}", s)
-    return Result(m, diagnosis, None, time.time(), s.vantage, target.remote)
+    regime = rt.regime.regime if rt.regime else None
+    return Result(m, diagnosis, None, time.time(), s.vantage, target.remote, regime=regime)
 
 
 async def _with_quic(

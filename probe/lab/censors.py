@@ -10,6 +10,7 @@ The resolvers' lies and the DNS injector are servers (see servers.py), not rules
 from __future__ import annotations
 
 from probe.lab import scenarios as lab
+from probe.model import url_parts
 
 Rule = list[str]
 
@@ -17,9 +18,11 @@ Rule = list[str]
 def isp_rules() -> list[Rule]:
     rules: list[Rule] = []
     dnat = {
-        "http_blockpage": (80, lab.ISP_BLOCKPAGE),
-        "http_redirect": (80, lab.ISP_REDIRECTOR),
-        "tls_intercept": (443, lab.ISP_INTERCEPTOR),
+        "http_blockpage": (80, lab.ISP_BLOCKPAGE, 80),
+        "http_redirect": (80, lab.ISP_REDIRECTOR, 80),
+        "tls_intercept": (443, lab.ISP_INTERCEPTOR, 443),
+        "http_diff": (80, lab.ISP_DIFFPAGE, 80),
+        "tls_http": (443, lab.ISP_BLOCKPAGE, 80),  # the ClientHello reaches an HTTP server
     }
     for s in lab.scenarios():
         if s.technique == "quic_udp":  # all UDP/443 to the address: QUIC, whatever the name
@@ -27,27 +30,72 @@ def isp_rules() -> list[Rule]:
                 ["-A", "FORWARD", "-d", s.address, "-p", "udp", "--dport", "443", "-j", "DROP"]
             )
         if s.technique in dnat:
-            port, to = dnat[s.technique]
-            rules.append(_dnat(s.address, "tcp", port, f"{to}:{port}"))
+            port, to, to_port = dnat[s.technique]
+            rules.append(_dnat(s.address, "tcp", port, f"{to}:{to_port}"))
+        if s.technique == "proxy_sni_reset":  # its subscribers' ClientHellos, at its proxy
+            rules.append(
+                [
+                    "-A",
+                    "INPUT",
+                    "!",
+                    "-i",
+                    "to-border",
+                    "-d",
+                    lab.ISP_PROXY,
+                    *_name(s.host, port=443),
+                    *RESET,
+                ]
+            )
     return rules
 
 
-def _dnat(address: str, protocol: str, port: int, to: str) -> Rule:
+def _dnat(address: str, protocol: str, port: int, to: str, *match: str) -> Rule:
     return [
-        *("-t", "nat", "-A", "PREROUTING", "-d", address, "-p", protocol),
+        *("-t", "nat", "-A", "PREROUTING", "-d", address, "-p", protocol, *match),
         *("--dport", str(port), "-j", "DNAT", "--to-destination", to),
     ]
 
 
 def border_nat_rules() -> list[Rule]:
-    """UDP/443 to a QUIC-censored address goes to the border's QUIC relay (quiccensor.py)."""
-    return [_dnat(s.address, "udp", 443, f"{h}:{p}") for s, (h, p) in lab.quic_censored()]
+    """UDP/443 to a QUIC-censored address goes to the border's QUIC relay (quiccensor.py), and a
+    FIN-censored address's port to its TCP relay (relay.py) — the country's traffic only."""
+    quic = [_dnat(s.address, "udp", 443, f"{h}:{p}") for s, (h, p) in lab.quic_censored()]
+    tcp = [
+        [
+            *_dnat(s.address, "tcp", 80 if s.technique == "fin_host" else 443, f"{h}:{p}"),
+            "-i",
+            "to-isp",
+        ]
+        for s, (h, p) in lab.tcp_censored()
+    ]
+    return quic + tcp
+
+
+def regime_rules() -> list[Rule]:
+    """The ISP's regime for each of its regime vantages (see `lab.REGIME_VANTAGES`): an
+    allowlist (the country's destinations pass; for the rest the SYN passes and nothing after
+    it), a shutdown (nothing leaves the country), every connection to 443 reset."""
+    rules: list[Rule] = []
+    for vantage, (_, regime, _) in lab.REGIME_VANTAGES.items():
+        fwd = ["-A", "FORWARD", "-i", f"to-{vantage}"]
+        if regime == "allowlist":
+            rules += [
+                [*fwd, "-d", lab.IN_COUNTRY, "-j", "ACCEPT"],
+                [*fwd, "-p", "tcp", "--syn", "-j", "ACCEPT"],
+                [*fwd, "-j", "DROP"],
+            ]
+        elif regime == "shutdown":
+            rules.append([*fwd, "!", "-d", lab.IN_COUNTRY, "-j", "DROP"])
+        elif regime == "port_reset":
+            rules.append([*fwd, "-p", "tcp", "--dport", "443", *RESET])
+    return rules
 
 
 def isp_rules6() -> list[Rule]:
     """Vantage b has an IPv6 address and route, but its ISP forwards none of it: the probe there
-    must find out that IPv6 goes nowhere (and measure IPv4 only), not call every target blocked."""
-    return [["-A", "FORWARD", "-i", "to-b", "-j", "DROP"]]
+    must find out that IPv6 goes nowhere (and measure IPv4 only), not call every target blocked;
+    nor does it forward its regime vantages' IPv6."""
+    return [["-A", "FORWARD", "-i", f"to-{v}", "-j", "DROP"] for v in ("b", *lab.REGIME_VANTAGES)]
 
 
 def _name(host: str, *, port: int, prefix: str = "") -> Rule:
@@ -101,8 +149,12 @@ def border_rules() -> list[Rule]:
             )
         elif t == "ip_reset":
             rules.append([*fwd, "-d", s.address, "-p", "tcp", *RESET])
-        elif t in ("sni_reset", "quic_tcp_reset"):  # over TCP only: QUIC is UDP
+        elif t in ("sni_reset", "quic_tcp_reset", "proxy_sni_reset"):  # TCP only: QUIC is UDP
             rules.append([*fwd, *_name(s.host, port=443), *RESET])
+        elif t == "host_drop":
+            rules.append([*fwd, *_name(s.host, port=80, prefix="Host: "), "-j", "DROP"])
+        elif t == "control_reset":
+            rules += _control_reset(s.host)
         elif t == "sni_drop":
             rules.append([*fwd, *_name(s.host, port=443), "-j", "DROP"])
         elif t == "host_reset":
@@ -118,7 +170,7 @@ def border_rules() -> list[Rule]:
                     "-p",
                     "tcp",
                     "--sport",
-                    "443",
+                    str(url_parts(s.url).port),
                     "-m",
                     "hashlimit",
                     "--hashlimit-above",
@@ -169,9 +221,19 @@ def border_rules() -> list[Rule]:
     return rules
 
 
+def _control_reset(host: str) -> list[Rule]:
+    """Reset the vantages' requests to the control helper that name `host`, and its answers that
+    do (as the GFW resets both ends: a request that slipped through is not answered either)."""
+    request = ["-A", "FORWARD", *_name(host, port=lab.CONTROL_PORT), *RESET]
+    answer = [part if part != "--dport" else "--sport" for part in request]  # from its port
+    return [request, answer]
+
+
 def border_rules6() -> list[Rule]:
-    return [
-        ["-A", "FORWARD", "-d", s.address6, "-j", "DROP"]
-        for s in lab.scenarios()
-        if s.technique == "ipv6_drop" and s.address6
-    ]
+    rules: list[Rule] = []
+    for s in lab.scenarios():
+        if s.technique == "ipv6_drop" and s.address6:
+            rules.append(["-A", "FORWARD", "-d", s.address6, "-j", "DROP"])
+        elif s.technique == "control_reset":  # the control helper has an IPv6 address too
+            rules += _control_reset(s.host)
+    return rules

@@ -30,6 +30,7 @@ def targets_file(state: Path, *, remote: bool = False) -> Path:
         # by name: it has an IPv6 address too, which tells a vantage whether IPv6 works
         "control": f"http://{lab.CONTROL_HOST}:{lab.CONTROL_PORT}",
         "retry_pause": lab.RESIDUAL_SECONDS + 2,  # outlast the lab's residual blocking
+        "canaries": lab.CANARIES,
     }
     if remote:
         settings.update(
@@ -57,6 +58,8 @@ def targets_file(state: Path, *, remote: bool = False) -> Path:
 
 
 def country(vantage: str) -> str:
+    if vantage in lab.REGIME_VANTAGES:
+        return lab.REGIME_VANTAGES[vantage][0]
     return lab.VANTAGES.get(vantage, lab.ABROAD_COUNTRY)
 
 

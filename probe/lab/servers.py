@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import html
+import ipaddress
 import os
 import signal
 import ssl
@@ -31,6 +32,7 @@ from aiohttp import web
 
 from probe.config import Settings
 from probe.helper.server import QUIC_PORT, ControlService, version_negotiation
+from probe.lab import relay
 from probe.lab import scenarios as lab
 from probe.lab.dnsserver import DNSServer, Replies
 from probe.lab.h3server import H3Server
@@ -63,7 +65,9 @@ async def _serve(
 class ZoneResolver(DNSServer):
     """Answers the lab zone from the scenario file, a little late."""
 
-    def __init__(self, host: str, records: dict[str, tuple[str, str | None]], delay: float) -> None:
+    def __init__(
+        self, host: str, records: dict[str, tuple[str | None, str | None]], delay: float
+    ) -> None:
         super().__init__(host, 53)
         self.records = records
         self.delay = delay
@@ -78,10 +82,19 @@ class ZoneResolver(DNSServer):
         return [(self.delay, self.answer(query, [address] if address else []))]
 
 
-def zone() -> dict[str, tuple[str, str | None]]:
-    """Each name's A and AAAA record."""
-    records = {s.host: (s.address, s.address6) for s in lab.scenarios()}
+def zone() -> dict[str, tuple[str | None, str | None]]:
+    """Each name's A and AAAA record (a name with neither is answered NOERROR, empty; a name that
+    does not exist anywhere is not here)."""
+    records: dict[str, tuple[str | None, str | None]] = {}
+    for s in lab.scenarios():
+        if s.resolves_to == "nxdomain":
+            continue
+        if s.resolves_to == "no_address":
+            records[s.host] = (None, None)
+        else:
+            records[s.host] = (s.resolves_to or s.address, s.address6)
     records[lab.CONTROL_HOST] = (lab.CONTROL_ADDRESS, lab.CONTROL_ADDRESS6)
+    records[lab.INSIDE_CANARY_HOST] = (lab.IN_COUNTRY_SERVER, None)
     return records
 
 
@@ -99,36 +112,72 @@ def _scenario_of(host: str) -> lab.Scenario | None:
     return next((s for s in lab.scenarios() if s.host == host), None)
 
 
+VANTAGES = ipaddress.ip_network("198.18.0.0/16")  # the lab's links: where the vantages are
+CHALLENGE_HEADERS = {
+    "Server": "cloudflare",
+    "Cf-Ray": "68013f3b0c7d498b-SIN",
+    "Cache-Control": "private, max-age=0, no-store, no-cache, must-revalidate",
+}
+CHALLENGE_PAGE = """<!DOCTYPE HTML><html lang="en-US"><head><meta charset="UTF-8" />
+<title>Just a moment...</title><meta http-equiv="refresh" content="3">
+<script type="text/javascript">window._cf_chl_opt={cvId: "2", cType: "non-interactive"};</script>
+</head><body><div class="cf-browser-verification cf-im-under-attack">
+<h1>Checking your browser before accessing the site.</h1>
+<p>This process is automatic. Your browser will redirect to your requested content shortly.</p>
+</div><div class="attribution">DDoS protection by Cloudflare</div></body></html>"""
+
+
+def _from_a_vantage(request: web.BaseRequest) -> bool:
+    return request.remote is not None and ipaddress.ip_address(request.remote) in VANTAGES
+
+
+async def _stream(request: web.BaseRequest, size: int, kind: str) -> web.StreamResponse:
+    """`size` bytes of `kind`, written as they go (not held in memory)."""
+    resp = web.StreamResponse(headers={"Content-Type": kind, "Content-Length": str(size)})
+    await resp.prepare(request)
+    chunk = (b"<p>" + b"lorem ipsum " * 5000 + b"</p>\n")[:65536].ljust(65536, b" ")
+    for _ in range(size // len(chunk)):
+        await resp.write(chunk)
+    await resp.write(chunk[: size % len(chunk)])
+    await resp.write_eof()
+    return resp
+
+
 async def origin(request: web.BaseRequest) -> web.StreamResponse:
     """A distinct page per host name; `/large` streams a large object for throughput. Some hosts
-    redirect (chains), send large headers and a large page (freezes) or a page that quotes a
-    blockpage (fingerprint traps)."""
+    redirect (chains, loops, a broken Location for the vantages), send large headers and a large
+    page (freezes), a very large page, a page that quotes a blockpage (fingerprint traps), or a
+    bot-defence challenge to the vantages (the site's own doing)."""
     host = (request.host or "").split(":")[0].lower()
     s = _scenario_of(host)
-    if s is not None and s.technique == "slow":
+    t = s.technique if s is not None else "none"
+    if t == "slow":
         await asyncio.sleep(lab.SLOW_DELAY)
     if s is not None and s.redirect:
         return web.Response(status=302, headers={"Location": s.redirect, "Server": "lab-origin"})
-    if request.path == "/large":
-        resp = web.StreamResponse(
-            headers={
-                "Content-Type": "application/octet-stream",
-                "Content-Length": str(lab.LARGE_OBJECT_BYTES),
-            }
+    if t == "redirect_loop":
+        n = int(request.path.removeprefix("/r/")) if request.path.startswith("/r/") else 0
+        if n < lab.REDIRECT_LOOP:
+            return web.Response(status=302, headers={"Location": f"/r/{n + 1}"})
+    if t == "broken_redirect" and request.path == "/":
+        # a Location without a host for the vantages, a working one for anyone else
+        where = f"{request.scheme}://" if _from_a_vantage(request) else "/welcome"
+        return web.Response(status=302, headers={"Location": where})
+    if t == "challenge" and _from_a_vantage(request):
+        return web.Response(
+            status=503, text=CHALLENGE_PAGE, content_type="text/html", headers=CHALLENGE_HEADERS
         )
-        await resp.prepare(request)
-        chunk = b"\0" * 65536
-        for _ in range(lab.LARGE_OBJECT_BYTES // len(chunk)):
-            await resp.write(chunk)
-        await resp.write_eof()
-        return resp
-    name = html.escape(host)
+    if request.path == "/large":
+        return await _stream(request, lab.LARGE_OBJECT_BYTES, "application/octet-stream")
     page = s.page if s is not None else None
+    if page == "large":
+        return await _stream(request, lab.LARGE_PAGE_BYTES, "text/html")
+    name = html.escape(host)
     content = {"quote": QUOTE, "registry": REGISTRY}.get(page or "", "<p>lorem</p>" * 40)
     headers = {"Server": "lab-origin"}
-    if s is not None and s.technique in lab.QUIC_TECHNIQUES:
+    if t in lab.QUIC_TECHNIQUES:
         headers["Alt-Svc"] = 'h3=":443"; ma=3600'  # as real sites advertise HTTP/3
-    if s is not None and s.technique == "freeze":
+    if t == "freeze":
         headers.update(FREEZE_HEADERS)
         content = "<p>" + "lorem ipsum " * (FREEZE_PAGE_BYTES // 12) + "</p>"
     body = (
@@ -149,7 +198,28 @@ async def internet(state: Path) -> list[object]:
         for s in lab.scenarios()
         if s.technique in lab.QUIC_TECHNIQUES
     ]
-    return [resolver, await _serve(handler, hosts, 80), await _serve(handler, hosts, 443, tls), *h3]
+    # origins whose certificate is not valid: expired, for another name, from an untrusted CA
+    badssl = [
+        await _serve(
+            handler, [s.address], 443, _tls_context(state / CERTIFICATE_FILES[s.certificate])
+        )
+        for s in lab.scenarios()
+        if s.certificate is not None
+    ]
+    return [
+        resolver,
+        await _serve(handler, hosts, 80),
+        await _serve(handler, hosts, 443, tls),
+        *h3,
+        *badssl,
+    ]
+
+
+CERTIFICATE_FILES = {
+    "expired": "expired.pem",
+    "wrong_name": "wrongname.pem",
+    "untrusted": "intercept.pem",
+}
 
 
 # --- isp ------------------------------------------------------------------------------------
@@ -166,6 +236,8 @@ class ISPResolver(DNSServer):
                 self.lies[s.host] = None
             elif s.technique == "isp_redirect":
                 self.lies[s.host] = lab.ISP_BLOCKPAGE
+            elif s.isp_answer is not None:
+                self.lies[s.host] = lab.ISP_ANSWERS[s.isp_answer]
             elif s.technique == "cdn":
                 self.lies[s.host] = s.other_address  # geo-DNS: this region's node
 
@@ -223,7 +295,24 @@ async def isp(state: Path) -> list[object]:
         # an organisation's web server in the country, for remote SNI and Host measurement
         await _serve(web.Server(organisation), [lab.IN_COUNTRY_SERVER], 80),
         await _serve(web.Server(organisation), [lab.IN_COUNTRY_SERVER], 443, origin_tls),
+        await _serve(web.Server(access_denied), [lab.ISP_DIFFPAGE], 80),
+        *[await asyncio.start_server(proxy(port), lab.ISP_PROXY, port) for port in (80, 443)],
     ]
+
+
+async def access_denied(request: web.BaseRequest) -> web.Response:
+    """A blockpage no fingerprint knows (OONI's netemx serves it in its QA suite)."""
+    return web.Response(body=relay.ACCESS_DENIED, content_type="text/html")
+
+
+def proxy(port: int) -> relay.TransparentProxy:
+    """The ISP's transparent proxy on `port`: to the zone's address of the host each connection
+    names; it serves its own page for the hosts it censors over HTTP."""
+    addresses = {host: v4 for host, (v4, _) in zone().items() if v4 is not None}
+    censored = frozenset(
+        s.host for s in lab.scenarios() if s.technique == "http_diff" and s.isp_answer == "proxy"
+    )
+    return relay.TransparentProxy(addresses, port, censored)
 
 
 # --- border ---------------------------------------------------------------------------------
@@ -233,10 +322,13 @@ async def border(state: Path) -> list[object]:
     names = {s.host for s in lab.scenarios() if s.technique == "dns_injection"}
     aaaa = {s.host for s in lab.scenarios() if s.technique == "aaaa_injection"}
     loop = asyncio.get_running_loop()
-    relays = []
-    for s, relay in lab.quic_censored():
+    relays: list[object] = []
+    for s, at in lab.quic_censored():
         censor = QUICCensor((s.address, 443), {s.host})
-        relays.append(await loop.create_datagram_endpoint(partial(_same, censor), local_addr=relay))
+        relays.append(await loop.create_datagram_endpoint(partial(_same, censor), local_addr=at))
+    for s, at in lab.tcp_censored():
+        port = 80 if s.technique == "fin_host" else 443
+        relays.append(await asyncio.start_server(relay.TCPCensor(s.host, (s.address, port)), *at))
     # like the GFW's, it sees queries in both directions: from the country's side, and from
     # abroad toward the country's addresses
     return [

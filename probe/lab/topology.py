@@ -17,6 +17,7 @@ lab made.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import shutil
 import signal
@@ -43,7 +44,8 @@ def ns(name: str) -> str:
     return f"{lab.NS_PREFIX}{name}"
 
 
-NAMESPACES = ("vantage-a", "vantage-b", "isp", "border", "internet", lab.ABROAD)
+REGIME_NAMESPACES = tuple(f"vantage-{v}" for v in lab.REGIME_VANTAGES)
+NAMESPACES = ("vantage-a", "vantage-b", *REGIME_NAMESPACES, "isp", "border", "internet", lab.ABROAD)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,24 @@ class Link:
     right_addr: tuple[str, str]
 
 
+def _regime_link(vantage: str, prefix: str, n: int) -> Link:
+    """A regime vantage's link to the ISP: {prefix}.0/30, and 2001:db8:{n}::/64."""
+    return Link(
+        f"vantage-{vantage}",
+        "to-isp",
+        (f"{prefix}.2/30", f"2001:db8:{n}::2/64"),
+        "isp",
+        f"to-{vantage}",
+        (f"{prefix}.1/30", f"2001:db8:{n}::1/64"),
+    )
+
+
+REGIME_LINKS = tuple(
+    _regime_link(v, prefix, 7 + i)
+    for i, (v, (_, _, prefix)) in enumerate(lab.REGIME_VANTAGES.items())
+)
 LINKS = (
+    *REGIME_LINKS,
     Link(
         "vantage-a",
         "to-isp",
@@ -99,17 +118,37 @@ LINKS = (
     ),
 )
 ROUTES = {
+    **{
+        link.left: [
+            ["default", "via", link.right_addr[0].split("/")[0]],
+            ["default", "via", link.right_addr[1].split("/")[0]],
+        ]
+        for link in REGIME_LINKS
+    },
     "vantage-a": [["default", "via", "198.18.1.1"], ["default", "via", "2001:db8:1::1"]],
     "vantage-b": [["default", "via", "198.18.2.1"], ["default", "via", "2001:db8:2::1"]],
-    "isp": [["default", "via", "198.18.3.2"], ["default", "via", "2001:db8:3::2"]],
+    # the special-purpose answers of its resolver (10.10.34.35) go nowhere, at once
+    "isp": [
+        ["default", "via", "198.18.3.2"],
+        ["unreachable", "10.0.0.0/8"],
+        ["default", "via", "2001:db8:3::2"],
+    ],
     lab.ABROAD: [["default", "via", "198.18.6.1"], ["default", "via", "2001:db8:6::1"]],
     "border": [
         ["198.18.1.0/30", "via", "198.18.3.1"],
         ["198.18.2.0/30", "via", "198.18.3.1"],
         ["192.0.2.0/24", "via", "198.18.3.1"],
+        *(
+            [link.left_addr[0].replace(".2/30", ".0/30"), "via", "198.18.3.1"]
+            for link in REGIME_LINKS
+        ),
         ["default", "via", "198.18.4.2"],
         ["2001:db8:1::/64", "via", "2001:db8:3::1"],
         ["2001:db8:2::/64", "via", "2001:db8:3::1"],
+        *(
+            [link.left_addr[1].replace("::2/64", "::/64"), "via", "2001:db8:3::1"]
+            for link in REGIME_LINKS
+        ),
         ["default", "via", "2001:db8:4::2"],
     ],
     # unassigned internet addresses (the injectors' forged ones) go nowhere, silently
@@ -122,6 +161,7 @@ ROUTES = {
     ],
 }
 RESOLVERS = {
+    **{name: lab.ISP_RESOLVER for name in REGIME_NAMESPACES},
     "vantage-a": lab.ISP_RESOLVER,
     "vantage-b": lab.ISP_RESOLVER,
     "isp": lab.INTERNET_RESOLVER,
@@ -147,6 +187,9 @@ def local_addresses(name: str) -> list[str]:
             lab.ISP_BLOCKPAGE,
             lab.ISP_REDIRECTOR,
             lab.ISP_INTERCEPTOR,
+            lab.ISP_PROXY,
+            lab.ISP_REFUSER,
+            lab.ISP_DIFFPAGE,
             lab.IN_COUNTRY_SILENT,
             lab.IN_COUNTRY_SERVER,
         ]
@@ -160,8 +203,8 @@ def vantage_namespace(vantage: str) -> str:
     short = vantage.removeprefix(lab.NS_PREFIX).removeprefix("vantage-")
     if short == lab.ABROAD:
         return ns(lab.ABROAD)
-    if short not in lab.VANTAGES:
-        known = ", ".join([*lab.VANTAGES, lab.ABROAD])
+    if short not in (*lab.VANTAGES, *lab.REGIME_VANTAGES):
+        known = ", ".join([*lab.VANTAGES, *lab.REGIME_VANTAGES, lab.ABROAD])
         raise LabError(f"unknown vantage {vantage!r}: the lab has {known}")
     return ns(f"vantage-{short}")
 
@@ -262,7 +305,7 @@ def up() -> float:
     # the freeze censor counts each connection's bytes
     _in("border", "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1", check=False)
     rules_by_ns = {
-        "isp": censors.isp_rules(),
+        "isp": censors.isp_rules() + censors.regime_rules(),
         "border": censors.border_rules() + censors.border_nat_rules(),
     }
     for name in NAMESPACES:
@@ -290,6 +333,12 @@ def _write_certificates(state: Path) -> None:
     rogue.issue_cert(*names).private_key_and_cert_chain_pem.write_to_path(
         str(state / "intercept.pem")
     )
+    # origins whose certificate does not validate (OONI's badssl cases): expired, another name
+    past = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    expired = ca.issue_cert(*names, not_before=past, not_after=past + datetime.timedelta(days=90))
+    expired.private_key_and_cert_chain_pem.write_to_path(str(state / "expired.pem"))
+    other = ca.issue_cert("other.example")
+    other.private_key_and_cert_chain_pem.write_to_path(str(state / "wrongname.pem"))
 
 
 def _start_server(role: str, name: str, state: Path) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from probe.config import MAX_CONNECTIONS, Config, ConfigError, load
-from probe.engine import schedule
+from probe.engine import canaries, schedule
 from probe.engine.runtime import Runtime
 from probe.httpd import Guard, serving
 from probe.model import Result, Target
@@ -181,6 +181,10 @@ class Daemon:
             self.measured_in_round = 0
             config, runtime = self.config, self.runtime
             try:
+                runtime.regime = await canaries.survey(runtime, previous=runtime.regime)
+                self.collector.set_regime(runtime.regime)
+                if self._any is not None:
+                    self._any.regime = runtime.regime
                 ended = await schedule.run(
                     config.targets,
                     runtime,

@@ -25,8 +25,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from probe import __version__
-from probe.model import Blocking, Diagnosis, Result, Target
-from probe.vocabulary import QUIC_VERDICTS, TARGET_VERDICTS, Step, Verdict
+from probe.model import Blocking, Diagnosis, RegimeReport, Result, Target
+from probe.vocabulary import QUIC_VERDICTS, TARGET_VERDICTS, Regime, Step, Verdict
 
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STEPS = (Step.DNS, Step.TCP_TLS, Step.SNI_CHECK, Step.HTTP, Step.QUIC, Step.TOTAL)
@@ -180,6 +180,11 @@ class ResultsCollector(Collector):
         self.steps: dict[str, _Histogram] = {step: _Histogram() for step in STEPS}
         self.archive_errors = 0  # records serve could not write to its archive
         self.changes = 0  # counts every change, so a renderer knows when its text is stale
+        self.regime: RegimeReport | None = None  # the vantage's, from its canaries
+
+    def set_regime(self, report: RegimeReport | None) -> None:
+        self.regime = report
+        self.changes += 1
 
     def archive_error(self) -> None:
         self.archive_errors += 1
@@ -256,11 +261,32 @@ class ResultsCollector(Collector):
         )
         archive.add_metric([self.vantage], float(self.archive_errors))
         yield archive
+        if self.regime is not None:
+            yield from self._regime(self.regime)
         info = InfoMetricFamily("censorprobe_build", "Version of censorprobe and where it runs")
         info.add_metric(
             [], {"version": __version__, "vantage": self.vantage, "country": self.country}
         )
         yield info
+
+    def _regime(self, report: RegimeReport) -> Iterator[Metric]:
+        """The vantage's network regime: a state set, and since when it holds."""
+        labels = ["vantage", "country", "regime"]
+        state = GaugeMetricFamily(
+            "censorprobe_vantage_regime",
+            "1 for the vantage's network regime found by its canaries, 0 for the others",
+            labels=labels,
+        )
+        for regime in Regime:
+            state.add_metric([self.vantage, self.country, regime], float(report.regime == regime))
+        yield state
+        since = GaugeMetricFamily(
+            "censorprobe_vantage_regime_since_timestamp_seconds",
+            "When the vantage's current network regime began",
+            labels=["vantage", "country"],
+        )
+        since.add_metric([self.vantage, self.country], report.since)
+        yield since
 
 
 class _Totals(Collector):

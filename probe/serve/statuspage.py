@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from probe import __version__
+from probe.model import RegimeReport
 from probe.serve.metrics import Latest
-from probe.vocabulary import TARGET_VERDICTS
+from probe.vocabulary import TARGET_VERDICTS, Regime
 
 STYLE = """
 body{font:15px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;padding:1rem;color:#1f2328}
@@ -56,6 +57,7 @@ def render(
     *,
     round_info: str = "",
     problem: str | None = None,
+    regime: RegimeReport | None = None,
     now: float | None = None,
 ) -> str:
     now = now if now is not None else time.time()
@@ -90,6 +92,13 @@ def render(
         or "<tr><td colspan=7>No measurement yet: the first round is running.</td></tr>"
     )
     warning = f"<p class=problem>{html.escape(problem)}</p>" if problem else ""
+    if regime is not None:  # first: under a regime, it is what every row below is about
+        kind = "problem" if regime.regime != Regime.NORMAL else "meta"
+        evidence = "; ".join(regime.evidence)
+        warning = (
+            f'<p class={kind} title="{html.escape(evidence)}">{html.escape(regime.sentence())}'
+            f"</p>{warning}"
+        )
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8>
 <meta name=viewport content="width=device-width,initial-scale=1">

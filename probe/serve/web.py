@@ -190,6 +190,7 @@ def make_app(source: Source, *, probe_slots: int = 4) -> web.Application:
             s.country,
             round_info=source.round_info(),
             problem=source.not_ready(),
+            regime=source.runtime.regime,
         )
         return web.Response(text=page, content_type="text/html")
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from probe.model import HTTPObservation
 
+# what a challenge or a bot-defence refusal answers with (AWS WAF's are its own)
+STATUSES = frozenset({403, 429, 503})
+
 
 @dataclass(frozen=True, slots=True)
 class Vendor:
@@ -27,7 +30,7 @@ class Vendor:
 VENDORS = (
     Vendor(
         "Cloudflare's browser check",
-        frozenset({403, 429, 503}),
+        STATUSES,
         (("cf-mitigated", "challenge"),),
         (("server", "cloudflare"), ("cf-ray", "")),
         (
@@ -40,28 +43,28 @@ VENDORS = (
     ),
     Vendor(
         "Akamai's bot manager",
-        frozenset({403, 429}),
+        STATUSES,
         (),
         (("server", "akamaighost"),),
         ("Reference&#32;&#35;", "Reference #", "errors.edgesuite.net"),
     ),
     Vendor(
         "Imperva's Incapsula",
-        frozenset({403, 429, 503}),
+        STATUSES,
         (),
         (("x-iinfo", ""), ("x-cdn", "incapsula")),
         ("Incapsula incident ID", "_Incapsula_Resource"),
     ),
     Vendor(
         "Sucuri's firewall",
-        frozenset({403, 429, 503}),
+        STATUSES,
         (),
         (("x-sucuri-id", ""), ("server", "sucuri")),
         ("Sucuri WebSite Firewall", "sucuri.net/"),
     ),
     Vendor(
         "DDoS-Guard's check",
-        frozenset({403, 429, 503}),
+        STATUSES,
         (),
         (("server", "ddos-guard"),),
         ("DDoS-Guard", "ddos-guard.net"),

@@ -91,6 +91,6 @@ def _first_failure(x: View) -> tuple[str, str]:
     h = x.http
     if h is not None:  # a page that loaded would have been `accessible`
         return f"HTTP GET {h.url} failed: {h.failure}: {h.error}", f"HTTP {h.failure}"
-    if x.hop.index == 0 and x.m.notes:
+    if x.m.notes:
         return x.m.notes[-1], "not measured"
     return "no step completed", "nothing measured"

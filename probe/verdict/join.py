@@ -98,10 +98,6 @@ class Hop:
     def host(self) -> str:
         return url_parts(self.url).host
 
-    @property
-    def scheme(self) -> str:
-        return url_parts(self.url).scheme
-
     def families(self) -> set[int]:
         """The IP families in play: those the resolvers answered, or a connection tried."""
         return {family(a) for a in self.probe.addresses()} | {r.family for r in self.rows}
@@ -208,9 +204,8 @@ class View:
 
     @property
     def c_http(self) -> HTTPObservation | None:
-        if self.hop.index != 0 or self.c is None:
-            return None
-        return self.joined.c_http(self.family)
+        """The control's exchange in this family, beside `http` (which hop 0's views have)."""
+        return self.joined.c_http(self.family) if self.c is not None else None
 
     def c_http_ok(self) -> HTTPObservation | None:
         h = self.c_http
@@ -235,12 +230,10 @@ class View:
         """The hops of this view's redirect chain (hop 0's views only), each joined with the
         control's steps for the same URL where its chain (in this family) went there too."""
         h = self.http
-        if h is None:
-            return ()
         c_http = self.c_http
         theirs = {hop.url: hop for hop in c_http.connections} if c_http is not None else {}
         out = []
-        for n, hop in enumerate(h.connections, 1):
+        for n, hop in enumerate(h.connections if h is not None else (), 1):
             other = theirs.get(hop.url)
             side = Steps(other.dns, other.tcp, other.tls, other.sni_check) if other else None
             out.append(

@@ -19,7 +19,9 @@ answer that then fails TLS is a DNS block. Each layer is a room of its own (`dns
   control finds does not exist is forged, whatever is served there.
 - The site's own doing is never a block: its challenge pages, its 403/429/451.
 - A redirect chain's root cause is the first failing step of the first failing hop, each hop
-  judged by the same rooms against the control's steps for that hop.
+  judged by the same rooms against the control's steps for that hop; a hop's lying resolver
+  (a forged answer, an NXDOMAIN where another resolver's genuine answer got through) blocks the
+  target even where the chain went on.
 """
 
 from __future__ import annotations
@@ -49,10 +51,11 @@ class _Judge:
     def hop(self, x: View, transport: Transport) -> Diagnosis:
         """A hop root cause first: its lookups, then each family's connections (and, for the
         target's own hop, its HTTP exchange)."""
-        return (
-            injection(x.hop.probe.dns, x.host)
-            or judge_dns(x, self.fingerprints, self.public_ranges)
-            or by_family(x, transport)
+        return self.lookups(x) or by_family(x, transport)
+
+    def lookups(self, x: View) -> Diagnosis | None:
+        return injection(x.hop.probe.dns, x.host) or judge_dns(
+            x, self.fingerprints, self.public_ranges
         )
 
     def target(self, x: View) -> Diagnosis:
@@ -65,10 +68,10 @@ class _Judge:
         h = x.http
         if h is None:
             return None
-        for hop in x.chain:  # a forged answer for a hop's host, even where the real one won
-            forged = injection(hop.probe.dns, hop.host)
-            if forged is not None:
-                return at_hop(forged, h, hop)
+        for hop in x.chain:  # a hop's lying resolver, even where another's answer got through
+            lied = self.lookups(x.at(hop))
+            if lied is not None and lied.verdict.is_block:
+                return at_hop(lied, h, hop)
         page = blockpage(x, h, self.fingerprints, self.ignored)
         if page is not None:
             return page

@@ -18,8 +18,8 @@ def judge_tcp(x: View) -> Diagnosis | None:
         return None
     first = rows[0].tcp
     assert first is not None
-    compared = [r for r in rows if r.c_tcp is not None] if x.c is not None else []
-    reached = [r.address for r in compared if r.c_tcp and r.c_tcp.failure is None]
+    compared = [r.c_tcp for r in rows if r.c_tcp is not None] if x.c is not None else []
+    reached = [c.address for c in compared if c.failure is None]
     if reached:
         return blocked(
             Layer.TCP,
@@ -29,7 +29,7 @@ def judge_tcp(x: View) -> Diagnosis | None:
             f"TCP {failure}; control connects",
         )
     if compared and len(compared) == len(rows):
-        c_fail = most_common(r.c_tcp.failure for r in compared if r.c_tcp)
+        c_fail = most_common(c.failure for c in compared)
         return down(
             f"TCP {failure} to {first.address}:{first.port}, and the control fails too ({c_fail})",
             f"TCP {failure} everywhere",

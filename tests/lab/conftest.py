@@ -34,11 +34,24 @@ from tests.conftest import lacking, require_tool
 ROUNDS = 10
 LOAD_TARGETS = 500  # in each vantage: a thousand other targets keep the machine busy meanwhile
 CONCURRENCY = 100  # the blocked targets' re-measurement pauses do not hold the load up
-VANTAGE_IP = {"a": "198.18.1.2", "b": "198.18.2.2", lab.ABROAD: "198.18.6.2"}
-SERVED = (*lab.VANTAGES, lab.ABROAD)
+VANTAGE_IP = {
+    "a": "198.18.1.2",
+    "b": "198.18.2.2",
+    lab.ABROAD: "198.18.6.2",
+    **{v: f"{prefix}.2" for v, (_, _, prefix) in lab.REGIME_VANTAGES.items()},
+}
+SERVED = tuple(VANTAGE_IP)
 PORT = 9716
-PROM = "127.0.0.1:9090"  # inside the ISP namespace, which reaches both vantages
+PROM = "127.0.0.1:9090"  # inside the ISP namespace, which reaches every vantage
+SCRAPE = 2.0  # seconds: the lab's scrape interval, the agents' as the lab's Prometheus'
+# the fleet: each in-country vantage's Prometheus agent remote-writes to a central one abroad
+AGENTS = (*lab.VANTAGES, *lab.REGIME_VANTAGES)
+CENTRAL = f"{VANTAGE_IP[lab.ABROAD]}:9096"
+AGENT_PORT = 9095
+# the targets of the regime vantages: a few, each read as the regime
+REGIME_TARGETS = ("ok", "ok-http", "sni-reset")
 ROUNDS_TIMEOUT = 900.0
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def _namespace_problem() -> str | None:
@@ -102,10 +115,13 @@ def _targets(state: Path, vantage: str, interval: float) -> Path:
     doc = yaml.safe_load(demo.targets_file(state, remote=abroad).read_text())
     doc["settings"]["interval"] = interval
     doc["settings"]["concurrency"] = CONCURRENCY
-    doc["targets"] += [
-        {"url": f"http://{lab.by_technique('none').host}/load/{i}", "service": "load"}
-        for i in range(0 if abroad else LOAD_TARGETS)
-    ]
+    if vantage in lab.REGIME_VANTAGES:
+        doc["targets"] = [t for t in doc["targets"] if t["service"] in REGIME_TARGETS]
+    else:
+        doc["targets"] += [
+            {"url": f"http://{lab.by_technique('none').host}/load/{i}", "service": "load"}
+            for i in range(0 if abroad else LOAD_TARGETS)
+        ]
     path = state / f"rounds-{vantage}.yaml"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -140,29 +156,87 @@ def _serve(vantage: str, state: Path, tmp: Path) -> subprocess.Popen[bytes]:
 
 
 def _prometheus(tmp: Path) -> subprocess.Popen[bytes]:
+    """The lab's Prometheus, scraping every vantage, with the shipped alert rules (the regime's
+    `for:` made short: the lab's rounds are minutes, not hours)."""
     prometheus = require_tool("prometheus")
+    rules = (DEPLOY / "prometheus" / "rules.yml").read_text()
+    regime = rules.index("alert: CensorprobeVantageRegime")
+    end = rules.index("for:", regime)
+    rules = rules[:end] + "for: 6s" + rules[rules.index("\n", end) :]
+    (tmp / "rules.yml").write_text(rules)
     config = tmp / "prometheus.yml"
     scraped = ", ".join(f"{ip}:{PORT}" for ip in VANTAGE_IP.values())
     config.write_text(
-        "global: {scrape_interval: 2s, scrape_timeout: 1s}\n"
+        f"global: {{scrape_interval: {SCRAPE:g}s, scrape_timeout: 1s, evaluation_interval: 2s}}\n"
+        f"rule_files: [{tmp / 'rules.yml'}]\n"
         "scrape_configs:\n"
         "  - job_name: censorprobe\n"
         f"    static_configs: [{{targets: [{scraped}]}}]\n"
     )
+    return _run_in(
+        "cp-isp",
+        tmp / "prometheus.log",
+        prometheus,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp / 'tsdb'}",
+        f"--web.listen-address={PROM}",
+    )
+
+
+def _run_in(namespace: str, log: Path, *argv: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            "cp-isp",
-            prometheus,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp / 'tsdb'}",
-            f"--web.listen-address={PROM}",
-        ],
-        stdout=(tmp / "prometheus.log").open("w"),
+        ["ip", "netns", "exec", namespace, *argv],
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
+
+
+def _fleet(tmp: Path) -> list[subprocess.Popen[bytes]]:
+    """The fleet, as deploy/prometheus/agent.yml runs it: a Prometheus agent beside each
+    in-country vantage's probe, remote-writing to a central Prometheus abroad (which receives
+    only that)."""
+    prometheus = require_tool("prometheus")
+    central = _run_in(
+        f"cp-{lab.ABROAD}",
+        tmp / "central.log",
+        prometheus,
+        f"--config.file={_write(tmp / 'central.yml', 'global: {}')}",
+        f"--storage.tsdb.path={tmp / 'central-tsdb'}",
+        f"--web.listen-address={CENTRAL}",
+        "--web.enable-remote-write-receiver",
+    )
+    agents = []
+    for v in AGENTS:
+        shipped = yaml.safe_load((DEPLOY / "prometheus" / "agent.yml").read_text())
+        shipped["global"] = {
+            "scrape_interval": f"{SCRAPE:g}s",
+            "external_labels": {"vantage": f"lab-{v}", "country": demo.country(v)},
+        }
+        shipped["scrape_configs"][0]["static_configs"] = [{"targets": [f"{VANTAGE_IP[v]}:{PORT}"]}]
+        shipped["remote_write"] = [
+            {
+                "url": f"http://{CENTRAL}/api/v1/write",
+                "queue_config": {"min_backoff": "100ms", "max_backoff": "1s"},
+            }
+        ]
+        config = _write(tmp / f"agent-{v}.yml", yaml.safe_dump(shipped))
+        agents.append(
+            _run_in(
+                f"cp-vantage-{v}",
+                tmp / f"agent-{v}.log",
+                prometheus,
+                "--enable-feature=agent",
+                f"--config.file={config}",
+                f"--storage.agent.path={tmp / f'agent-{v}'}",
+                f"--web.listen-address={VANTAGE_IP[v]}:{AGENT_PORT}",
+            )
+        )
+    return [central, *agents]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -172,7 +246,7 @@ def rounds(lab_up: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     round starts, its targets file gets a long interval (serve reloads it): after the tenth round
     it keeps serving what it found."""
     tmp = tmp_path_factory.mktemp("rounds")
-    procs = [_prometheus(tmp), *(_serve(v, lab_up, tmp) for v in SERVED)]
+    procs = [_prometheus(tmp), *_fleet(tmp), *(_serve(v, lab_up, tmp) for v in SERVED)]
     try:
         deadline = time.monotonic() + ROUNDS_TIMEOUT
         calmed: set[str] = set()
@@ -195,13 +269,22 @@ def rounds(lab_up: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(timeout=20)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # an agent still retrying its remote write
+                p.kill()
+                p.wait()
 
 
-def prometheus_query(expr: str) -> list[dict[str, Any]]:
-    doc = json.loads(curl("cp-isp", f"http://{PROM}/api/v1/query?query={quote(expr)}"))
+def prometheus_query(expr: str, at: str = PROM, ns: str = "cp-isp") -> list[dict[str, Any]]:
+    doc = json.loads(curl(ns, f"http://{at}/api/v1/query?query={quote(expr)}"))
     assert doc["status"] == "success", doc
     return list(doc["data"]["result"])
+
+
+def central_query(expr: str) -> list[dict[str, Any]]:
+    """The central Prometheus abroad, fed only by the vantages' agents."""
+    return prometheus_query(expr, CENTRAL, f"cp-{lab.ABROAD}")
 
 
 def in_vantage(

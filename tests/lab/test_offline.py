@@ -82,7 +82,9 @@ def test_default_targets_without_network_are_never_blocked(offline_ns: str) -> N
     verdicts = {r["verdict"] for r in doc["results"]}
     assert verdicts <= {"inconclusive", "down"}, verdicts
     assert proc.returncode == 2
+    assert doc["regime"]["regime"] == "offline"
     for r in doc["results"]:
+        assert r["regime"] == "offline"
         (dns,) = r["evidence"]["probe"]["dns"]  # the system resolver: named for what happened
         assert (dns["failure"], dns["error"]) == (
             "unreachable",
@@ -91,3 +93,19 @@ def test_default_targets_without_network_are_never_blocked(offline_ns: str) -> N
         assert "DNS for" in r["explanation"] and "no route to any resolver" in r["explanation"]
         if r["url"].startswith("https://"):  # nothing reached the site: nothing claimed of it
             assert r["quic"]["verdict"] == "not_measured", r["quic"]["explanation"]
+
+
+def test_without_network_the_table_is_one_line_naming_the_regime(offline_ns: str) -> None:
+    proc = subprocess.run(
+        [
+            *("ip", "netns", "exec", offline_ns, sys.executable, "-m", "probe", "check"),
+            *("--targets", str(REPO / "targets.yaml"), "--timeout", "2", "--quiet"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    assert line.startswith("network regime offline since ") and "nothing can leave" in line

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from probe.lab import scenarios as lab
+from probe.model import SCHEMA
 from tests.lab.conftest import ROUNDS, Rounds
 
 Results = dict[str, dict[str, list[dict[str, Any]]]]  # vantage -> service -> results, in order
@@ -48,9 +49,13 @@ def test_expected_verdict_every_round(
             got = http3(r["quic"])
             assert got == (q.verdict, q.layer, q.method, q.sni_based), (i, r["quic"]["explanation"])
         assert r["explanation"]
-        assert r["evidence"]["control"]["measurement"] is not None  # the control answered
+        assert r["schema"] == SCHEMA
+        # the control answered (where the scenario blocks the way to it: it did not)
+        answered = r["evidence"]["control"]["measurement"] is not None
+        assert answered != scenario.control_fails, (i, r["evidence"]["control"])
         if r["verdict"] in ("blocked", "throttled"):
-            assert r["attempts"] == 2 and r["agreed"] == 2  # measured again after the pause
+            # measured again after the pause, and seen the same way
+            assert (r["attempts"], r["agreed"]) == (2, 2), (i, r["explanation"])
 
 
 @pytest.mark.parametrize("scenario", lab.scenarios(), ids=[s.name for s in lab.scenarios()])

@@ -14,7 +14,7 @@ import trustme
 import uvloop
 from aiohttp import web
 
-from probe.config import Settings
+from probe.config import Canaries, Settings
 from probe.engine import flow
 from probe.engine.deadline import Budget
 from probe.engine.runtime import Runtime
@@ -26,6 +26,7 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 def settings(**kw: object) -> Settings:
     """Fast settings for loopback tests."""
     base: dict[str, object] = {
+        "canaries": Canaries(off=True),  # the built-in ones are on the internet
         "timeout": 2.0,
         "dns_window": 0.2,
         "throughput_window": 1.0,
@@ -34,6 +35,14 @@ def settings(**kw: object) -> Settings:
     }
     base.update(kw)
     return Settings(**base)  # type: ignore[arg-type]
+
+
+def quiet(args: tuple[str, ...]) -> tuple[str, ...]:
+    """`check` and `serve` with no canaries (their built-in ones are on the internet): a test
+    contacts nothing but 127.0.0.1. The canaries have tests of their own, on loopback."""
+    if args[:1] in (("check",), ("serve",)) and "--canaries" not in args and "--help" not in args:
+        return (args[0], "--canaries", "none", *args[1:])
+    return args
 
 
 async def measure(url: str, **kw: object) -> Measurement:

@@ -13,17 +13,18 @@ from pathlib import Path
 import pytest
 
 from probe.model import SCHEMA
-from tests.loopback.conftest import Handler, reset_after_hello
+from tests.loopback.conftest import Handler, quiet, reset_after_hello
 
 
 async def censorprobe(
-    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None, canaries: bool = False
 ) -> tuple[int, str, str]:
+    """`censorprobe ARGS`; with the canaries only where asked (`quiet`)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "probe",
-        *args,
+        *(args if canaries else quiet(args)),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,

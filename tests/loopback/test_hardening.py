@@ -26,7 +26,7 @@ from probe.lab.dnsserver import DNSServer, Replies
 from probe.measure import dns as measure_dns
 from probe.measure.dns import MAX_REPLIES
 from tests.conftest import free_port, require_root
-from tests.loopback.conftest import measure, page, server_context
+from tests.loopback.conftest import measure, page, quiet, server_context
 from tests.loopback.test_cli import censorprobe
 
 Start = Callable[..., Awaitable[int]]
@@ -209,11 +209,7 @@ async def test_a_hundred_thousand_targets_end_at_the_budget_and_on_sigterm(
             sys.executable,
             "-m",
             "probe",
-            "check",
-            "--targets",
-            str(path),
-            "--format",
-            "jsonl",
+            *quiet(("check", "--targets", str(path), "--format", "jsonl")),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -283,11 +279,7 @@ async def test_a_full_disk_makes_serve_not_ready_but_alive(
         sys.executable,
         "-m",
         "probe",
-        "serve",
-        "--targets",
-        str(targets),
-        "--listen",
-        f"127.0.0.1:{listen}",
+        *quiet(("serve", "--targets", str(targets), "--listen", f"127.0.0.1:{listen}")),
         "--interval",
         "1",
         "--data-dir",

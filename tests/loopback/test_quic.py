@@ -303,4 +303,6 @@ async def test_a_site_whose_https_nobody_reached_has_its_http3_not_measured(ca_f
             await rt.close()
     assert r.measurement.tcp[0].failure == "refused"
     assert r.quic is not None and r.quic.verdict == "not_measured"
-    assert "neither this vantage nor the control got an HTTPS answer" in r.quic.explanation
+    assert (
+        "neither this vantage nor the control got the site's own HTTPS answer" in r.quic.explanation
+    )

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from probe.lab.dnsserver import DNSServer, Replies
 from tests.conftest import require_root
-from tests.loopback.conftest import reset, server_context
+from tests.loopback.conftest import quiet, reset, server_context
 
 OWN = "127.0.0.70"  # where every name resolves from the vantage
 NO_SERVICE = "127.0.0.71"  # runs nothing on 53
@@ -113,8 +113,7 @@ async def test_check_remote_reads_each_technique(country: int) -> None:
         sys.executable,
         "-m",
         "probe",
-        "check",
-        *urls,
+        *quiet(("check", *urls)),
         "--resolver",
         f"127.0.0.1:{country}",
         "--remote",
@@ -197,7 +196,8 @@ async def test_the_addresses_an_answer_names_are_contacted_paced_or_not_at_all(
     )
     try:
         proc = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "probe", "check", "--targets", str(path), "--format", "json"),
+            *(sys.executable, "-m", "probe", *quiet(("check", "--targets", str(path))), "--format"),
+            "json",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )

@@ -72,6 +72,8 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Serve]]
             "-m",
             "probe",
             "serve",
+            "--canaries",
+            "none",  # its built-in canaries are on the internet
             "--targets",
             str(targets),
             "--listen",

@@ -16,6 +16,7 @@ from probe.config import (
     SPECS,
     ConfigError,
     Settings,
+    canaries_of,
     load,
     load_csv,
     load_yaml,
@@ -323,3 +324,47 @@ def test_every_flag_comes_from_the_settings_declaration() -> None:
     assert overrides(args) == {"timeout": 3.0, "resolvers": ["192.0.2.1"], "quic": "never"}
     with pytest.raises(ConfigError, match=r"^--timeout: expected a positive number"):
         override(Settings(), overrides(parser.parse_args(["check", "--timeout", "-2"])))
+
+
+def test_an_idna_name_reads_the_same_whatever_its_first_letters_case() -> None:
+    """OONI's idnaWithoutCensorship cases: `Яндекс.рф` and `яндекс.рф` are one name."""
+    lower, upper = Target.parse("http://яндекс.рф/"), Target.parse("http://Яндекс.рф/")
+    assert lower.url == upper.url == "http://xn--d1acpjx3f.xn--p1ai/"
+    assert lower.host == upper.host == "xn--d1acpjx3f.xn--p1ai"
+
+
+def test_canaries_from_the_file_or_the_country_or_none() -> None:
+    listed = load_yaml(
+        "settings:\n  canaries:\n    inside: [https://gov.example/]\n"
+        "    abroad: [example.org]\ntargets: [{url: a.example}]\n",
+        "t.yaml",
+    ).settings
+    assert canaries_of(listed) == [
+        ("https://gov.example/", "inside"),
+        ("https://example.org/", "abroad"),
+    ]
+    none = load_yaml("settings:\n  canaries: none\ntargets: [{url: a.example}]\n", "t.yaml")
+    assert canaries_of(none.settings) == []
+    ru = Settings(country="RU", control="https://control.example.org/")
+    chosen = canaries_of(ru)
+    assert ("https://www.gosuslugi.ru/", "inside") in chosen
+    assert ("https://example.com/", "abroad") in chosen and (
+        "http://example.com/",
+        "abroad",
+    ) in chosen
+    assert chosen[-1] == ("https://control.example.org/healthz", "abroad")
+    assert {side for _, side in canaries_of(Settings(country="ZZ"))} == {"abroad"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("  canaries: some\n", "t.yaml:2: settings.canaries: expected a mapping"),
+        ("  canaries:\n    outside: []\n", "t.yaml:3: settings.canaries.outside: unknown key"),
+        ("  canaries:\n    inside: [ftp://x]\n", "t.yaml:3: settings.canaries.inside[0]:"),
+    ],
+)
+def test_broken_canaries_name_file_line_and_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_yaml(f"settings:\n{text}targets: [{{url: a.example}}]\n", "t.yaml")
+    assert str(exc.value).startswith(message), str(exc.value)

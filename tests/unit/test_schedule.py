@@ -15,9 +15,10 @@ from probe.config import Settings
 from probe.engine import flow, schedule
 from probe.engine.runtime import Runtime, Transport
 from probe.engine.schedule import unmeasured
-from probe.model import Measurement, Target
+from probe.model import Measurement, RegimeReport, Target
 from probe.policy import AddressPolicy
 from probe.verdict.fingerprints import BUILTIN
+from probe.vocabulary import Regime
 from tests.unit.test_verdict import CONTROL, T, m, page, system, tcp, tls
 
 BLOCKED = m([system("192.0.2.10")], [tcp(failure="timeout")])
@@ -163,3 +164,46 @@ def test_what_was_not_measured_is_written_as_the_result_would_be(target: Target)
     why = "not measured: the run's budget ran out"
     template = Unmeasured(why, s)
     assert template.line(target) == unmeasured(target, why, s, template.now).dumps()
+
+
+def report(regime: Regime, unanswered: tuple[str, ...] = ()) -> RegimeReport:
+    return RegimeReport(regime, 1_800_000_000.0, "why", ("evidence",), unanswered)
+
+
+@pytest.mark.parametrize(
+    ("regime", "verdict", "marked"),
+    [
+        (Regime.ALLOWLIST, "blocked", True),
+        (Regime.SHUTDOWN, "inconclusive", True),
+        (Regime.PORT_RESET, "blocked", True),
+        (Regime.ALLOWLIST, "accessible", False),  # what loads is no one's doing
+        (Regime.NORMAL, "blocked", False),
+        (Regime.UNKNOWN, "blocked", False),  # mixed evidence claims no regime
+        (Regime.OFFLINE, "inconclusive", False),  # nothing was blocked: nothing left
+    ],
+)
+def test_under_a_regime_what_fails_is_the_regimes(
+    regime: Regime, verdict: str, marked: bool
+) -> None:
+    blocked = schedule._judge(runtime(), BLOCKED, CONTROL)[0]
+    d = {
+        "blocked": blocked,
+        "inconclusive": schedule._judge(runtime(), BLOCKED, None)[0],
+        "accessible": schedule._judge(runtime(), FINE, CONTROL)[0],
+    }[verdict]
+    assert d.verdict == verdict
+    got = schedule.under_regime(d, report(regime))
+    assert got.explanation.startswith(f"network regime {regime} since") == marked
+    if d.blocking is not None:
+        assert (got.blocking is not None and got.blocking.regime == regime) == marked
+    assert schedule.under_regime(d, None) == d
+
+
+def test_the_control_is_not_asked_where_its_canary_did_not_answer() -> None:
+    rt = runtime(control="https://control.example.org")
+    assert schedule.control_out_of_reach(rt) is None  # no survey yet
+    rt.regime = report(Regime.ALLOWLIST, ("https://example.com/",))
+    assert schedule.control_out_of_reach(rt) is None  # its own canary answered
+    rt.regime = report(Regime.ALLOWLIST, ("https://control.example.org/healthz",))
+    out = schedule.control_out_of_reach(rt)
+    assert out is not None and out.measurement is None and "allowlist" in (out.error or "")

@@ -14,6 +14,7 @@ from probe.model import (
     Control,
     DNSObservation,
     DNSResponse,
+    Hop,
     HTTPHop,
     HTTPObservation,
     Measurement,
@@ -923,3 +924,55 @@ def test_the_sites_challenge_is_named_in_the_explanation() -> None:
         public_ranges=PUBLIC,
     )
     assert https.verdict == "accessible" and "challenged this vantage" in https.explanation
+
+
+# --- rows that hold the rules' every condition (found by scripts/mutation) ----------------------
+
+
+def test_a_hops_dns_that_is_down_is_no_block_where_the_chain_went_on() -> None:
+    """The hop's host does not resolve for the control either, but another resolver of the
+    vantage answered and the chain loaded its page: that hop's DNS is not the verdict."""
+    hop_url = "https://cdn.example/"
+    hop = Hop(hop_url, (dns_fail("nxdomain"), dns_ok(B)), (tcp(B),), (tls(B, sni="cdn.example"),))
+    loaded = replace(page(), hops=(HTTPHop(T.url, 302, hop_url),), connections=(hop,))
+    control = ctl(http_=replace(page(), connections=(Hop(hop_url, (dns_fail("nxdomain"),)),)))
+    v = judge(m([system(A)], [tcp()], [tls()], [], loaded), control, public_ranges=PUBLIC)
+    assert v.verdict == "accessible", v.explanation
+
+
+def test_a_control_that_looked_nothing_up_says_nothing_of_the_name() -> None:
+    """An answer beside a control without lookups (a helper that sent none) is not "a name that
+    does not exist"."""
+    empty = Control(Measurement(T, 0.0, (), (tcp(),), (tls(),), (), page()))
+    v = judge(m([system(B)], [tcp(B)], [tls(B)], [], page(address=B)), empty, public_ranges=PUBLIC)
+    assert v.blocking != Blocking("dns", "inconsistent"), v.explanation
+
+
+def test_special_purpose_everywhere_and_a_failed_fetch_is_down() -> None:
+    """Loopback for everyone, and what this vantage reached there failed: down (an intranet
+    page that loads here is judged as any page)."""
+    meas = m([system("127.0.0.1")], [tcp("127.0.0.1")], [], [], page(failure="reset"))
+    control = ctl(dns_=(system("127.0.0.1"),), tcp_=(), tls_=(), http_=page(failure="timeout"))
+    assert judge(meas, control).verdict == "down"
+
+
+def test_a_redirect_loop_without_the_controls_exchange_is_not_compared() -> None:
+    v = judge(m([system(A)], [tcp()], [tls()], [], LOOP), Control(error="HTTP 503"))
+    assert v.verdict == "inconclusive" and "more than 10 redirects" in v.explanation
+
+
+def test_a_challenge_the_control_gets_too_is_the_sites_page_for_everyone() -> None:
+    both = ctl(target=HTTP_T, http_=CHALLENGE)
+    v = judge(m([system(A)], [tcp()], [], [], CHALLENGE, target=HTTP_T), both, public_ranges=PUBLIC)
+    assert v.verdict == "accessible" and "while the control gets" not in v.explanation
+    assert "HTTP 503 'Just a moment...' from 192.0.2.10 over plain HTTP" in v.explanation
+
+
+def test_a_dns_failure_without_a_route_says_why_others_do_not() -> None:
+    no_route = DNSObservation(
+        "system", "system", "A+AAAA", 0.0, failure="unreachable", error="no route to any resolver"
+    )
+    v = judge(m([no_route]))
+    assert "system A+AAAA unreachable (no route to any resolver)" in v.explanation
+    nx = DNSObservation("system", "system", "A+AAAA", 0.0, failure="nxdomain", error="gai says")
+    assert "gai says" not in judge(m([nx])).explanation
