@@ -29,7 +29,7 @@ import dns.rdatatype
 
 from probe.lab.dnsserver import DNSServer, Replies
 
-CHECK = [sys.executable, "-m", "probe", "check"]
+CHECK = [sys.executable, "-m", "probe", "check", "--canaries", "none"]  # nothing but loopback
 
 
 class Flood(DNSServer):
@@ -128,6 +128,8 @@ def many(tmp: Path) -> None:
                 "-m",
                 "probe",
                 "serve",
+                "--canaries",
+                "none",
                 "--targets",
                 str(path),
                 "--listen",

@@ -73,7 +73,8 @@ def main() -> None:
             size = path.stat().st_size / 1e6
             load = [sys.executable, "-c", f"from probe.config import load; load({str(path)!r})"]
             budget = [
-                *(sys.executable, "-m", "probe", "check", "--targets", str(path), "--budget", "5"),
+                *(sys.executable, "-m", "probe", "check", "--canaries", "none"),
+                *("--targets", str(path), "--budget", "5"),
                 *("--resolver", "127.0.0.1:1", "--format", "jsonl", "--output", "/dev/null", "-q"),
             ]
             for what, cmd in (("load", load), ("budget 5", budget)):

@@ -150,6 +150,8 @@ def start_serve(path: Path, state: Path) -> subprocess.Popen[bytes]:
                 "-m",
                 "probe",
                 "serve",
+                "--canaries",
+                "none",  # the same work round after round: the targets only
                 "--targets",
                 str(path),
                 "--listen",

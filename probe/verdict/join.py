@@ -55,8 +55,8 @@ class Steps:
         """Every distinct address the resolvers returned, in order of appearance (every reply
         of a UDP query, forged ones too)."""
         out: dict[str, None] = {}
-        for obs in self.dns:
-            for addresses in [r.addresses for r in obs.responses] or [obs.addresses]:
+        for obs in self.dns:  # the system resolver's have no replies, only its addresses
+            for addresses in (*(r.addresses for r in obs.responses), obs.addresses):
                 out.update(dict.fromkeys(addresses))
         return list(out)
 

@@ -56,16 +56,18 @@ def answered(m: Measurement) -> bool:
 def _seen(c: Canary) -> _Seen:
     m = c.measurement
     where = f"{m.target.url} ({c.side})"
-    if m.http is not None and answered(m):
-        return _Seen(c, "answered", f"{where}: HTTP {m.http.status}")
+    h = m.http
+    if h is not None and h.failure is None:
+        return _Seen(c, "answered", f"{where}: HTTP {h.status}")
     if not m.tcp:  # no address to connect to
         failures = {o.failure for o in m.dns}
         if failures and failures <= {F.UNREACHABLE}:
             return _Seen(c, "no_route", f"{where}: DNS {m.dns[0].error or 'unreachable'}")
         dns = next((o.failure for o in m.dns if o.failure), F.NO_ANSWER)
         return _Seen(c, "no_answer", f"{where}: DNS {dns}")
-    if all(t.failure is not None for t in m.tcp):
-        tcp = m.tcp[0].failure or F.UNKNOWN
+    tcp_failures = [t.failure for t in m.tcp if t.failure is not None]
+    if len(tcp_failures) == len(m.tcp):
+        tcp = tcp_failures[0]
         outcome = {F.UNREACHABLE: "no_route", F.RESET: "reset", F.REFUSED: "reset"}.get(
             tcp, "unanswered"
         )

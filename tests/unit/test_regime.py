@@ -22,7 +22,7 @@ ADDRESS = "198.51.100.10"
 
 def canary(url: str, side: str, outcome: str) -> Canary:
     """A canary's measurement that came to `outcome`: answered, no_route, nxdomain,
-    dns_timeout, syn (unanswered), refused, tls_timeout, tls_reset, http_timeout."""
+    dns_timeout, syn (unanswered), refused, tls_timeout, tls_reset, http_timeout, http_reset."""
     t = Target.parse(url)
     port = t.port
     dns_ok = (DNSObservation("system", "system", "A+AAAA", 0.01, "NOERROR", (ADDRESS,)),)
@@ -43,8 +43,9 @@ def canary(url: str, side: str, outcome: str) -> Canary:
     tls = (TLSObservation(ADDRESS, port, t.host, 0.02, tls_failure),) if https else ()
     if tls_failure is not None:
         return Canary(side, Measurement(t, 0.0, dns_ok, tcp, tls))
-    if outcome == "http_timeout":
-        http = HTTPObservation(t.url, 3.0, F.TIMEOUT, "no byte", address=ADDRESS)
+    if outcome in ("http_timeout", "http_reset"):
+        failure = F.TIMEOUT if outcome == "http_timeout" else F.RESET
+        http = HTTPObservation(t.url, 3.0, failure, "no byte", address=ADDRESS)
     else:
         assert outcome == "answered", outcome
         http = HTTPObservation(t.url, 0.1, status=200, address=ADDRESS)
@@ -153,6 +154,16 @@ ROWS = [
         ],
         Regime.PORT_RESET,
         "every connection to port 443 abroad is reset, whatever its name, while port 80 answers",
+    ),
+    (
+        "a reset after the handshake is a reset too (the request, not the ClientHello)",
+        [
+            (NEUTRAL, "abroad", "http_reset"),
+            (HELPER, "abroad", "refused"),
+            (NEUTRAL_80, "abroad", "answered"),
+        ],
+        Regime.PORT_RESET,
+        "every connection to port 443 abroad is reset",
     ),
     (
         "443 reset but nothing on another port answers: not port_reset",

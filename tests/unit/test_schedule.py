@@ -207,3 +207,14 @@ def test_the_control_is_not_asked_where_its_canary_did_not_answer() -> None:
     rt.regime = report(Regime.ALLOWLIST, ("https://control.example.org/healthz",))
     out = schedule.control_out_of_reach(rt)
     assert out is not None and out.measurement is None and "allowlist" in (out.error or "")
+
+
+async def test_a_control_out_of_reach_is_not_asked_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, asked: list[str]
+) -> None:
+    monkeypatch.setattr(flow, "measure", Script(FINE))
+    rt = runtime(control="https://control.example.org")
+    rt.regime = report(Regime.ALLOWLIST, ("https://control.example.org/healthz",))
+    r = await schedule.measure_and_judge(T, rt)
+    assert asked == []
+    assert r.control is not None and "out of reach" in (r.control.error or "")

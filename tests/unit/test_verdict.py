@@ -475,6 +475,13 @@ WITH_CONTROL = [
         None,
     ),
     (
+        "a rate-limit challenge (429) is the site's too",
+        m([system(A)], [tcp()], [], [], replace(CHALLENGE, status=429), target=HTTP_T),
+        ctl(target=HTTP_T),
+        "accessible",
+        None,
+    ),
+    (
         "challenge markers without the vendor's header lower nothing: a diff",
         m([system(A)], [tcp()], [], [], replace(CHALLENGE, headers={}), target=HTTP_T),
         ctl(target=HTTP_T),
@@ -944,8 +951,10 @@ def test_a_control_that_looked_nothing_up_says_nothing_of_the_name() -> None:
     """An answer beside a control without lookups (a helper that sent none) is not "a name that
     does not exist"."""
     empty = Control(Measurement(T, 0.0, (), (tcp(),), (tls(),), (), page()))
-    v = judge(m([system(B)], [tcp(B)], [tls(B)], [], page(address=B)), empty, public_ranges=PUBLIC)
+    reset = tls(B, failure="reset")  # nothing proves B genuine
+    v = judge(m([system(B)], [tcp(B)], [reset]), empty, public_ranges=PUBLIC)
     assert v.blocking != Blocking("dns", "inconsistent"), v.explanation
+    assert "does not exist" not in v.explanation
 
 
 def test_special_purpose_everywhere_and_a_failed_fetch_is_down() -> None:
@@ -954,6 +963,9 @@ def test_special_purpose_everywhere_and_a_failed_fetch_is_down() -> None:
     meas = m([system("127.0.0.1")], [tcp("127.0.0.1")], [], [], page(failure="reset"))
     control = ctl(dns_=(system("127.0.0.1"),), tcp_=(), tls_=(), http_=page(failure="timeout"))
     assert judge(meas, control).verdict == "down"
+    # what the control's own loopback serves is no site to compare with: still down, not blocked
+    served = ctl(dns_=(system("127.0.0.1"),), tcp_=(), tls_=(), http_=page())
+    assert judge(meas, served).verdict == "down"
 
 
 def test_a_redirect_loop_without_the_controls_exchange_is_not_compared() -> None:
@@ -976,3 +988,12 @@ def test_a_dns_failure_without_a_route_says_why_others_do_not() -> None:
     assert "system A+AAAA unreachable (no route to any resolver)" in v.explanation
     nx = DNSObservation("system", "system", "A+AAAA", 0.0, failure="nxdomain", error="gai says")
     assert "gai says" not in judge(m([nx])).explanation
+
+
+def test_the_control_failing_at_one_of_two_failed_addresses_is_not_down() -> None:
+    """TCP fails at both addresses here; the control tried one of them, and failed there too:
+    the other is unexplained, so neither down nor blocked."""
+    meas = m([system(A, B)], [tcp(A, failure="timeout"), tcp(B, failure="timeout")])
+    control = ctl(dns_=(system(A, B),), tcp_=(tcp(A, failure="timeout"),), tls_=(), http_=None)
+    v = judge(meas, control, public_ranges=PUBLIC)
+    assert v.verdict == "inconclusive", v.explanation
