@@ -12,7 +12,11 @@ targets eight are served, one is silently dropped (nft drop: a TCP timeout) and 
 reject with a TCP RST). An nft counter in the server namespace counts UDP datagrams to port 443
 (QUIC), which neither tool should send here (nginx advertises no HTTP/3), and Python's import log
 (PYTHONPROFILEIMPORTTIME) says whether censorprobe imported aioquic at all. The cost of trying
-HTTP/3 on every target is measured apart: `--censorprobe-args "--quic always"`.
+HTTP/3 on every target is measured apart: `--censorprobe-args "--quic always"`. Another counter
+there counts TCP connections to port 443 (SYNs) during each tool's run: a ClientHello variant is
+a connection of its own, so censorprobe's count says whether it sent any beyond its targets'
+handshakes. `--probe-dir DIR` measures the censorprobe of another checkout (a commit before a
+change) beside this one's, each paired with blackbox_exporter in the same run.
 
 Each run measures, for each tool in turn (the order alternates between runs): wall time, CPU
 seconds of its process tree, peak RSS summed over its process tree (sampled every 20 ms, and never
@@ -159,9 +163,11 @@ class Workload:
             f"  set drops {{ type ipv4_addr; elements = {{ {dropped} }} }}\n"
             f"  set resets {{ type ipv4_addr; elements = {{ {reset} }} }}\n"
             "  counter quic {}\n"
+            "  counter syn {}\n"
             "  chain input {\n"
             "    type filter hook input priority 0;\n"
             '    udp dport 443 counter name "quic"\n'
+            '    tcp dport 443 tcp flags & (syn | ack) == syn counter name "syn"\n'
             "    ip daddr @drops drop\n"
             "    ip daddr @resets tcp dport 443 reject with tcp reset\n"
             "  }\n"
@@ -170,7 +176,11 @@ class Workload:
         sh(*in_ns(SERVER, "nft", "-f", str(rules)))
 
     def quic_datagrams(self) -> int:
-        out = sh(*in_ns(SERVER, "nft", "-j", "list", "counter", "inet", "bench", "quic")).stdout
+        return self.counted("quic")
+
+    def counted(self, counter: str) -> int:
+        """Packets the server namespace's nft counter `counter` has seen."""
+        out = sh(*in_ns(SERVER, "nft", "-j", "list", "counter", "inet", "bench", counter)).stdout
         counters = [o["counter"] for o in json.loads(out)["nftables"] if "counter" in o]
         return int(counters[0]["packets"])
 
@@ -323,6 +333,7 @@ class Figures:
     right: int
     total: int
     aioquic: bool | None = None  # censorprobe: whether the run imported aioquic
+    connections: int = 0  # TCP connections to port 443 the servers saw during the run
 
     def row(self) -> str:
         imported = "" if self.aioquic is None else f"  aioquic imported: {self.aioquic}"
@@ -330,14 +341,17 @@ class Figures:
             f"{self.tool:18} wall {self.wall:6.2f} s  cpu {self.cpu:6.2f} s "
             f"({self.cpu / self.total * 1000:5.2f} ms/target)  peak RSS {self.rss_mb:6.1f} MB  "
             f"served done by {self.served_done:6.2f} s  verdicts right {self.right}/{self.total}"
-            f"{imported}"
+            f"  connections to 443: {self.connections}{imported}"
         )
 
 
 # --- the tools ------------------------------------------------------------------------------
 
 
-def run_censorprobe(n: int, concurrency: int, state: Path, extra: list[str]) -> Figures:
+def run_censorprobe(
+    n: int, concurrency: int, state: Path, extra: list[str], tree: Path | None, name: str
+) -> Figures:
+    """`check` of this checkout, or of the one at `tree`."""
     targets = state / "targets.yaml"
     targets.write_text("targets:\n" + "".join(f"  - url: https://{host(i)}/\n" for i in range(n)))
     out = state / "censorprobe.json"
@@ -347,6 +361,8 @@ def run_censorprobe(n: int, concurrency: int, state: Path, extra: list[str]) -> 
         "-m",
         "probe",
         "check",
+        "--canaries",
+        "none",  # the same work as the exporter's: the targets only
         "--targets",
         str(targets),
         "--ca-file",
@@ -366,7 +382,10 @@ def run_censorprobe(n: int, concurrency: int, state: Path, extra: list[str]) -> 
     start = time.perf_counter()
     # Python lists every module it imports on stderr: was aioquic among them?
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
-    proc = subprocess.Popen(cmd, stderr=(state / "censorprobe.err").open("w"), env=env)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    err = (state / "censorprobe.err").open("w")
+    proc = subprocess.Popen(cmd, stderr=err, env=env, cwd=tree)
     with TreeMemory(proc.pid) as mem:
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -385,7 +404,7 @@ def run_censorprobe(n: int, concurrency: int, state: Path, extra: list[str]) -> 
         for line in (state / "censorprobe.err").read_text().splitlines()
     )
     cpu = usage.ru_utime + usage.ru_stime
-    return Figures("censorprobe", wall, cpu, mem.mb, done, right, len(results), imported)
+    return Figures(name, wall, cpu, mem.mb, done, right, len(results), imported)
 
 
 def blackbox_config(n: int, state: Path) -> Path:
@@ -486,6 +505,12 @@ def main() -> None:
         "--censorprobe-args", default="", help="extra flags for censorprobe check (one string)"
     )
     parser.add_argument("--only", choices=TOOLS, help="run one tool only")
+    parser.add_argument(
+        "--probe-dir",
+        type=Path,
+        help="also measure the censorprobe of this checkout (e.g. a git worktree of the commit "
+        "before a change), paired with the same blackbox_exporter run",
+    )
     parser.add_argument("--drive", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive is not None:
@@ -497,6 +522,8 @@ def main() -> None:
         if shutil.which(tool) is None:
             raise SystemExit(f"needs {tool}: scripts/install --bench")
     tools = [args.only] if args.only else list(TOOLS)
+    if args.probe_dir is not None and "censorprobe" in tools:
+        tools.append("censorprobe@before")
     print(
         f"{args.targets} HTTPS targets (80% served, 10% dropped, 10% reset), concurrency "
         f"{args.concurrency}, timeout {TIMEOUT:.0f} s, {args.runs} paired runs; "
@@ -512,29 +539,33 @@ def main() -> None:
                 order = tools if k % 2 == 0 else tools[::-1]
                 figures: dict[str, Figures] = {}
                 for tool in order:
-                    if tool == "censorprobe":
+                    before = workload.counted("syn")
+                    if tool.startswith("censorprobe"):
+                        tree = args.probe_dir if tool == "censorprobe@before" else None
                         extra = args.censorprobe_args.split()
-                        figures[tool] = run_censorprobe(
-                            args.targets, args.concurrency, state, extra
+                        f = run_censorprobe(
+                            args.targets, args.concurrency, state, extra, tree, tool
                         )
                     else:
-                        figures[tool] = run_blackbox(args.targets, args.concurrency, state)
-                    print(f"run {k + 1}: {figures[tool].row()}", flush=True)
+                        f = run_blackbox(args.targets, args.concurrency, state)
+                    f.connections = workload.counted("syn") - before
+                    figures[tool] = f
+                    print(f"run {k + 1}: {f.row()}", flush=True)
                 runs.append(figures)
             print(f"UDP datagrams to port 443 seen by the servers: {workload.quic_datagrams()}")
-    if len(tools) == 2:
-        print("\nmedian over the runs (censorprobe / blackbox_exporter, per paired run):")
+    for probe in (t for t in tools if t.startswith("censorprobe") and "blackbox_exporter" in tools):
+        print(f"\nmedian over the runs ({probe} / blackbox_exporter, per paired run):")
         for name, get in (
             ("wall time", lambda f: f.wall),
             ("CPU", lambda f: f.cpu),
             ("peak RSS", lambda f: f.rss_mb),
             ("served done by", lambda f: f.served_done),
         ):
-            ratios = [get(r["censorprobe"]) / get(r["blackbox_exporter"]) for r in runs]
-            cp = statistics.median(get(r["censorprobe"]) for r in runs)
+            ratios = [get(r[probe]) / get(r["blackbox_exporter"]) for r in runs]
+            cp = statistics.median(get(r[probe]) for r in runs)
             bb = statistics.median(get(r["blackbox_exporter"]) for r in runs)
             shown = ", ".join(f"{x:.2f}" for x in ratios)
-            print(f"  {name:15} censorprobe {cp:7.2f}  blackbox {bb:7.2f}  ratios {shown}")
+            print(f"  {name:15} {probe} {cp:7.2f}  blackbox {bb:7.2f}  ratios {shown}")
 
 
 if __name__ == "__main__":

@@ -177,7 +177,8 @@ def _bool(value: Any) -> bool:
     return value
 
 
-def _quic_mode(value: Any) -> str:
+def _mode(value: Any) -> str:
+    """auto, always or never (`quic:`, `clienthello:`)."""
     text = _text(value)
     if text not in QUIC_MODES:
         raise ValueError(f"expected one of {', '.join(QUIC_MODES)}, got {text!r}")
@@ -356,10 +357,23 @@ class Settings:
     quic: str = setting(
         "auto",
         Spec(
-            _quic_mode,
+            _mode,
             "measure HTTP/3 too: auto (default) where the site advertises it (Alt-Svc h3, to "
             "this vantage or the control), always, or never; a target's own `quic:` wins",
             "quic",
+            "measure",
+            choices=QUIC_MODES,
+        ),
+    )
+    clienthello: str = setting(
+        "auto",
+        Spec(
+            _mode,
+            "send ClientHello variants of our own (a post-quantum key share, ECH, split in two "
+            "records or segments) to the target's address: auto (default) where its TLS "
+            "handshake fails or it publishes ECH, always, or never; a target's own "
+            "`clienthello:` wins",
+            "clienthello",
             "measure",
             choices=QUIC_MODES,
         ),
@@ -420,18 +434,21 @@ class Settings:
     def target_bound(self) -> float:
         """The most one target may take, re-measurements and the control's answer included:
         TARGET_BOUND_FORMULA."""
-        return self.bound(quic=self.quic != "never", retries=self.retries)
+        return self.bound(
+            quic=self.quic != "never", hello=self.clienthello != "never", retries=self.retries
+        )
 
-    def bound(self, *, quic: bool, retries: int) -> float:
-        """TARGET_BOUND_FORMULA for a target whose HTTP/3 path is measured or not, with
-        `retries` re-measurements: the one place it is computed (`engine.deadline` schedules
-        by it)."""
+    def bound(self, *, quic: bool, hello: bool, retries: int) -> float:
+        """TARGET_BOUND_FORMULA for a target whose HTTP/3 path and ClientHello variants are
+        measured or not, with `retries` re-measurements: the one place it is computed
+        (`engine.deadline` schedules by it)."""
         grace = CONTROL_GRACE if self.control else 0.0
         return (
             self.deadline
             + grace
             + retries * (self.retry_pause + self.deadline)
             + (self.quic_deadline if quic else 0.0)
+            + (self.hello_deadline if hello else 0.0)
         )
 
     @property
@@ -440,6 +457,12 @@ class Settings:
         the checks where it fails, the first byte, the body)."""
         return 3 * self.timeout + self.stall
 
+    @property
+    def hello_deadline(self) -> float:
+        """The most the ClientHello variants of a target may take: HELLO_DEADLINE_FORMULA (a
+        connection and the server's first flight; the variants go at once)."""
+        return 2 * self.timeout
+
 
 SPECS: dict[str, Spec] = {f.name: f.metadata["spec"] for f in fields(Settings)}
 
@@ -447,9 +470,11 @@ SPECS: dict[str, Spec] = {f.name: f.metadata["spec"] for f in fields(Settings)}
 CONTROL_GRACE = 5.0  # how much longer than the probe's deadline the control's answer may take
 # what a user reads in --help and the README; `Settings.deadline` and `.target_bound` compute them
 QUIC_DEADLINE_FORMULA = "3 x timeout + stall_after"
+HELLO_DEADLINE_FORMULA = "2 x timeout"
 TARGET_BOUND_FORMULA = (
     f"deadline + {CONTROL_GRACE:g} s (with a control, for its answer) "
-    f"+ retries x (retry_pause + deadline) + {QUIC_DEADLINE_FORMULA} (unless quic: never)"
+    f"+ retries x (retry_pause + deadline) + {QUIC_DEADLINE_FORMULA} (unless quic: never) "
+    f"+ {HELLO_DEADLINE_FORMULA} (unless clienthello: never)"
 )
 
 
@@ -1061,36 +1086,41 @@ def _entry(
 
 
 def _service(w: _Walker, item: yaml.Node, where: str, out: _Targets) -> None:
-    e = _entry(w, item, where, ("name", "urls"), ("category", "quic"))
+    e = _entry(w, item, where, ("name", "urls"), ("category", *MODES))
     name = w.string(e["name"], f"{where}.name")
     category = w.string(e["category"], f"{where}.category") if "category" in e else ""
-    quic = _quic_of(w, e, where)
+    modes = _modes_of(w, e, where)
     for j, unode in enumerate(w.sequence(e["urls"], f"{where}.urls")):
         key = f"{where}.urls[{j}]"
         try:
             target = Target.parse(w.string(unode, key), name, category)
         except ValueError as exc:
             raise w.fail(unode, key, str(exc)) from None
-        out.add(replace(target, quic=quic) if quic else target)
+        out.add(replace(target, **modes) if modes else target)
 
 
-def _quic_of(w: _Walker, e: dict[str, yaml.Node], where: str) -> str:
-    """A target's own QUIC mode ("" where it has none: the settings' applies)."""
-    if "quic" not in e:
-        return ""
-    try:
-        return _quic_mode(w.scalar(e["quic"], f"{where}.quic"))
-    except ValueError as exc:
-        raise w.fail(e["quic"], f"{where}.quic", str(exc)) from None
+MODES = ("quic", "clienthello")  # a target's own modes, where its entry sets them
+
+
+def _modes_of(w: _Walker, e: dict[str, yaml.Node], where: str) -> dict[str, str]:
+    """A target's own modes (those its entry does not set are the settings')."""
+    out = {}
+    for key in MODES:
+        if key in e:
+            try:
+                out[key] = _mode(w.scalar(e[key], f"{where}.{key}"))
+            except ValueError as exc:
+                raise w.fail(e[key], f"{where}.{key}", str(exc)) from None
+    return out
 
 
 def _target(w: _Walker, item: yaml.Node, where: str, out: _Targets) -> None:
-    e = _entry(w, item, where, ("url",), ("service", "category", "quic"))
+    e = _entry(w, item, where, ("url",), ("service", "category", *MODES))
     service = w.string(e["service"], f"{where}.service") if "service" in e else ""
     category = w.string(e["category"], f"{where}.category") if "category" in e else ""
     try:
         target = Target.parse(w.string(e["url"], f"{where}.url"), service, category)
     except ValueError as exc:
         raise w.fail(e["url"], f"{where}.url", str(exc)) from None
-    quic = _quic_of(w, e, where)
-    out.add(replace(target, quic=quic) if quic else target)
+    modes = _modes_of(w, e, where)
+    out.add(replace(target, **modes) if modes else target)

@@ -43,6 +43,7 @@ class Target:
     service: str
     category: str = ""
     quic: str = ""  # its own QUIC mode (auto, always, never); "" for the settings'
+    clienthello: str = ""  # its own ClientHello variants' mode (auto, always, never), or ""
     # a country measured from abroad (perspective remote), toward the destinations the settings
     # list for it; "" for a local measurement
     remote: str = ""
@@ -379,6 +380,70 @@ class QUICPath:
 
 
 @dataclass(frozen=True, slots=True)
+class HelloObservation:
+    """One ClientHello of ours (a variant: `baseline`, `harmless`, `pq`, `ech_grease`, `ech`,
+    `ech_outer`, `split_record`, `split_segment`) sent to one address, and what came back:
+    `failure` None where the server answered (a ServerHello, a HelloRetryRequest or an alert,
+    said in `answer`), else `reset`, `timeout`, `eof`, `protocol` (not TLS), or the connect's
+    own failure (`connected` False)."""
+
+    variant: str
+    address: str
+    port: int
+    sni: str  # the name in the SNI (an ECH ClientHello's outer name)
+    elapsed: float
+    size: int  # bytes of the ClientHello
+    failure: Failure | None = None
+    answer: str = ""  # what answered, or the error
+    connected: bool = True
+    family: int = 0  # derived from the address
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "family", family(self.address))
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedECH:
+    """An ECH configuration a site publishes in its HTTPS record (type 65): the outer name a
+    ClientHello carries, its config id and one cipher suite (HPKE KDF and AEAD ids)."""
+
+    public_name: str
+    config_id: int
+    kdf: int
+    aead: int
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPSRecordObservation:
+    """The outcome of asking one resolver for the target's HTTPS record (type 65): `failure`
+    None where it answered (with a record or not), and the ECH configurations it publishes."""
+
+    resolver: str
+    elapsed: float
+    rcode: str = ""
+    records: int = 0  # HTTPS records in the answer
+    ech: tuple[PublishedECH, ...] = ()
+    failure: Failure | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HelloPath:
+    """The target's ClientHello variants: why they were sent (`tried`: "failed" where its own
+    handshake failed, "ech" where it publishes ECH, "always") or why not (`skipped`), the
+    address they went to, and each variant's outcome."""
+
+    tried: str | None = None
+    skipped: str | None = None
+    address: str = ""
+    port: int = 0
+    variants: tuple[HelloObservation, ...] = ()
+
+    def of(self, variant: str) -> HelloObservation | None:
+        return next((v for v in self.variants if v.variant == variant), None)
+
+
+@dataclass(frozen=True, slots=True)
 class SilentCheck:
     """Technique 1 of a remote measurement: UDP queries to an in-country address that runs no
     resolver. The harmless name goes first and must get no answer (else the address runs a
@@ -439,6 +504,13 @@ class Measurement:
     ran_out: Step | None = None  # the step during which that deadline ran out
     quic: QUICPath | None = None  # the QUIC/HTTP/3 path (https targets)
     remote: RemotePath | None = None  # a remote measurement's paths (`dns` is this vantage's)
+    # the HTTPS records (type 65) of the target's host, asked beside A/AAAA (https targets)
+    https_records: tuple[HTTPSRecordObservation, ...] = ()
+    hello: HelloPath | None = None  # the ClientHello variants (https targets)
+
+    def published_ech(self) -> PublishedECH | None:
+        """The first ECH configuration the site's HTTPS records publish, if any does."""
+        return next((e for r in self.https_records for e in r.ech), None)
 
     def addresses(self) -> list[str]:
         """Every distinct address the resolvers returned, in order of appearance."""
@@ -593,7 +665,8 @@ def _seconds(doc: dict[str, Any], key: str) -> float | None:
 # The shape of a result and of an archive record (`Result.to_json`): raised whenever it changes.
 # 1: `schema` itself, and `measurements` (what each measurement of the target came to).
 # 2: `regime` (the vantage's network regime, found before the run), `blocking.regime`.
-SCHEMA = 2
+# 3: `ech` (the ECH verdict), the evidence's `https_records` and `hello` (ClientHello variants).
+SCHEMA = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,6 +679,7 @@ class Result:
     country: str = ""
     quic: Diagnosis | None = None  # the QUIC/HTTP/3 path's own verdict, beside the target's
     regime: Regime | None = None  # the vantage's network regime before the run (no canaries: None)
+    ech: Diagnosis | None = None  # the ECH verdict, beside the target's (https targets)
 
     @property
     def verdict(self) -> Verdict:
@@ -643,6 +717,7 @@ class Result:
             "fingerprints_ignored": list(d.ignored),
             "measurements": convert(d.seen),
             "quic": convert(self.quic),
+            "ech": convert(self.ech),
             "evidence": {"probe": convert(m), "control": convert(self.control)},
             "timings": dict(m.timings),
         }

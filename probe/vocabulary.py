@@ -73,7 +73,8 @@ TARGET_VERDICTS = (
     Verdict.DOWN,
     Verdict.INCONCLUSIVE,
 )
-# The QUIC path's verdicts, in the order of `censorprobe_target_quic_verdict`.
+# The QUIC path's verdicts, in the order of `censorprobe_target_quic_verdict`; the ECH verdict's
+# are the same set (`censorprobe_target_ech_verdict`).
 QUIC_VERDICTS = (
     Verdict.ACCESSIBLE,
     Verdict.BLOCKED,
@@ -183,4 +184,5 @@ class Step(StrEnum):
     SNI_CHECK = "sni_check"
     HTTP = "http"
     QUIC = "quic"
+    CLIENTHELLO = "clienthello"  # the ClientHello variants
     TOTAL = "total"

@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -59,6 +60,9 @@ examples:
   censorprobe check example.org --format json          full evidence, for scripts and CI
   censorprobe check --remote CN --remote-server 198.51.100.80 clubhouse.com
                                                        from abroad: its SNI toward a server in CN
+  censorprobe check --routes clubhouse.com             which ways through get an answer from
+                                                       here: TLS, a post-quantum key share, ECH,
+                                                       a split ClientHello, HTTP/3, DoH
 """
 
 
@@ -110,6 +114,21 @@ def add_parser(sub: Subcommands) -> None:
         help="exit 1 when an HTTP/3 path is blocked too (by default only the target's verdict, "
         "over TCP, sets the exit status)",
     )
+    check.add_argument(
+        "--fail-on-ech",
+        action="store_true",
+        help="exit 1 when ECH to a target is blocked too (the site publishes ECH, an ECH "
+        "ClientHello fails where the same without ECH is answered)",
+    )
+    check.add_argument(
+        "--routes",
+        action="store_true",
+        help="say for each target which routes get through from here — TLS, TLS with a "
+        "post-quantum key share, ECH, a split ClientHello, HTTP/3, DNS over HTTPS (the DoH "
+        "resolvers of the settings) — as a matrix (--format table) or a `routes` object (json); "
+        "measures every ClientHello variant and HTTP/3 (clienthello and quic: always). "
+        "Availability only: nothing is carried through them",
+    )
     check.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
 
 
@@ -131,7 +150,11 @@ def resolve_config(args: argparse.Namespace, until: float | None = None) -> Conf
                 raise ConfigError(f"argument {i + 1}: {exc}") from None
         config = Config(config.settings, tuple(targets), config.notes)
         config = config.deduplicated("the command line")
-    return configure(config, args)
+    config = configure(config, args)
+    if args.routes:  # every route is measured: each ClientHello variant, and HTTP/3
+        routes = replace(config.settings, clienthello="always", quic="always")
+        config = replace(config, settings=routes)
+    return config
 
 
 def command(args: argparse.Namespace) -> int:
@@ -157,7 +180,7 @@ def command(args: argparse.Namespace) -> int:
         return fail(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_USAGE)
     progress = Progress(sys.stderr, enabled=not args.quiet, total=len(config.targets))
     started = time.time()
-    output = OUTPUTS[args.format](stream, config.settings, started)
+    output = OUTPUTS[args.format](stream, config.settings, started, routes=args.routes)
     exported = PrometheusOutput(stream, config.settings, started)  # for the exports only
     export = bool(args.textfile or args.push_gateway)
     verdicts: Counter[Verdict] = Counter()
@@ -176,6 +199,8 @@ def command(args: argparse.Namespace) -> int:
         output.add(index, result)
         verdicts[result.verdict] += 1
         if args.fail_on_quic and result.quic is not None and result.quic.verdict.is_block:
+            verdicts[Verdict.BLOCKED] += 1
+        if args.fail_on_ech and result.ech is not None and result.ech.verdict.is_block:
             verdicts[Verdict.BLOCKED] += 1
         for ignored in result.diagnosis.ignored:
             fingerprint, _, why = ignored.rpartition(": ")

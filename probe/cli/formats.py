@@ -21,6 +21,7 @@ import orjson
 from probe.config import Settings
 from probe.engine.schedule import unmeasured
 from probe.model import Diagnosis, RegimeReport, Result, Target, to_json
+from probe.verdict.routes import FAILS, ROUTES, THROUGH, UNSUPPORTED, Route, routes
 from probe.vocabulary import Regime, Verdict
 
 FORMATS = ("table", "json", "jsonl", "prometheus", "junit")
@@ -39,9 +40,11 @@ class Row:
     explanation: str
     seconds: float
     quic: Diagnosis | None  # the HTTP/3 path's verdict, where the target has one
+    ech: Diagnosis | None  # the ECH verdict, where the target has one
+    routes: dict[str, Route] | None  # what `check --routes` says, where asked for
 
     @classmethod
-    def of(cls, index: int, r: Result) -> Row:
+    def of(cls, index: int, r: Result, *, with_routes: bool = False) -> Row:
         d = r.diagnosis
         return cls(
             index,
@@ -53,24 +56,40 @@ class Row:
             d.explanation,
             r.measurement.timings.get("total", 0.0),
             r.quic,
+            r.ech,
+            routes(r) if with_routes else None,
         )
 
-    @property
-    def http3(self) -> str:
-        """The HTTP/3 path in a few words: "blocked quic/timeout, SNI-based", "accessible"…"""
-        q = self.quic
-        if q is None:
-            return "-"
-        return f"{q.verdict} {q.summary}" if q.verdict.is_block else str(q.verdict)
+    def paths(self) -> list[tuple[str, Diagnosis]]:
+        """The target's paths with verdicts of their own: HTTP/3, ECH."""
+        named = (("HTTP/3", self.quic), ("ECH", self.ech))
+        return [(name, d) for name, d in named if d is not None]
+
+
+def in_words(d: Diagnosis | None) -> str:
+    """A path's verdict in a few words: "blocked quic/timeout, SNI-based", "accessible"…"""
+    if d is None:
+        return "-"
+    return f"{d.verdict} {d.summary}" if d.verdict.is_block else str(d.verdict)
 
 
 class Output:
-    """Receives results as they finish; writes the format to `stream`."""
+    """Receives results as they finish; writes the format to `stream` (`routes`: with what
+    `check --routes` says of each target)."""
 
-    def __init__(self, stream: BinaryIO, settings: Settings, started: float) -> None:
+    def __init__(
+        self, stream: BinaryIO, settings: Settings, started: float, *, routes: bool = False
+    ) -> None:
         self.stream = stream
         self.settings = settings
         self.started = started
+        self.routes = routes
+
+    def line(self, result: Result) -> bytes:
+        """The result as one line of JSON, with its routes where asked for."""
+        if not self.routes:
+            return result.dumps()
+        return orjson.dumps({**result.to_json(deep=False), "routes": to_json(routes(result))})
 
     def write(self, text: str) -> None:
         self.stream.write(text.encode())
@@ -97,7 +116,7 @@ class Unmeasured:
     a million of them are written when a long list's budget runs out, and each differs from the
     next only in its target's words."""
 
-    SLOTS = ("url", "service", "category", "quic", "host")
+    SLOTS = ("url", "service", "category", "quic", "clienthello", "host")
     _SLOT = re.compile(rb'"\\u0000(' + b"|".join(s.encode() for s in SLOTS) + rb')"')
 
     def __init__(self, why: str, settings: Settings) -> None:
@@ -128,7 +147,7 @@ class JSONOutput(Output):
         self.first = True
 
     def add(self, index: int, result: Result) -> None:
-        self.stream.write((b"" if self.first else b",\n") + result.dumps())
+        self.stream.write((b"" if self.first else b",\n") + self.line(result))
         self.first = False
 
     def add_unmeasured(self, targets: list[tuple[int, Target]], why: str) -> None:
@@ -144,7 +163,7 @@ class JSONOutput(Output):
 
 class JSONLOutput(Output):
     def add(self, index: int, result: Result) -> None:
-        self.stream.write(result.dumps() + b"\n")
+        self.stream.write(self.line(result) + b"\n")
 
     def add_unmeasured(self, targets: list[tuple[int, Target]], why: str) -> None:
         template = Unmeasured(why, self.settings)
@@ -158,7 +177,7 @@ class _Collected(Output):
         self.rows: list[Row] = []
 
     def add(self, index: int, result: Result) -> None:
-        self.rows.append(Row.of(index, result))
+        self.rows.append(Row.of(index, result, with_routes=self.routes))
 
     def ordered(self) -> list[Row]:
         return sorted(self.rows, key=lambda r: r.index)
@@ -173,7 +192,8 @@ class TableOutput(_Collected):
         if regime is not None:
             self.write(f"{regime.sentence()}\n\n")
         color = self.stream.isatty() and "NO_COLOR" not in os.environ
-        self.write(format_table(self.ordered(), color=color))
+        rows = self.ordered()
+        self.write(format_routes(rows) if self.routes else format_table(rows, color=color))
 
 
 class JUnitOutput(_Collected):
@@ -208,8 +228,9 @@ OUTPUTS: dict[str, type[Output]] = {
 
 
 def format_junit(rows: list[Row], settings: Settings) -> str:
-    """One test case per URL, and one per HTTP/3 path: blocked/throttled fail,
-    inconclusive/down (and an HTTP/3 path unsupported or not measured) are skipped."""
+    """One test case per URL, and one per HTTP/3 path and ECH path (where the site publishes
+    ECH): blocked/throttled fail, inconclusive/down (and a path unsupported or not measured) are
+    skipped."""
     suite = ET.Element("testsuite", name=f"censorprobe {settings.vantage} ({settings.country})")
     tests, failures, skipped = len(rows), 0, 0
     for r in rows:
@@ -223,19 +244,19 @@ def format_junit(rows: list[Row], settings: Settings) -> str:
         elif r.verdict != Verdict.ACCESSIBLE:
             skipped += 1
             ET.SubElement(case, "skipped", message=f"{r.verdict}: {r.explanation}")
-        if r.quic is None:
-            continue
-        tests += 1  # the HTTP/3 path is a test case of its own
-        q = r.quic
-        case = ET.SubElement(suite, "testcase", classname=r.service, name=f"{r.url} (HTTP/3)")
-        if q.verdict.is_block:
-            failures += 1
-            ET.SubElement(
-                case, "failure", message=f"HTTP/3 {q.verdict} {q.summary}"
-            ).text = q.explanation
-        elif q.verdict != Verdict.ACCESSIBLE:
-            skipped += 1
-            ET.SubElement(case, "skipped", message=f"HTTP/3 {q.verdict}: {q.explanation}")
+        for name, d in r.paths():
+            if d.verdict == Verdict.UNSUPPORTED and name == "ECH":
+                continue  # most sites publish no ECH: a case each would say nothing
+            tests += 1  # a path with a verdict of its own is a test case of its own
+            case = ET.SubElement(suite, "testcase", classname=r.service, name=f"{r.url} ({name})")
+            if d.verdict.is_block:
+                failures += 1
+                ET.SubElement(
+                    case, "failure", message=f"{name} {d.verdict} {d.summary}"
+                ).text = d.explanation
+            elif d.verdict != Verdict.ACCESSIBLE:
+                skipped += 1
+                ET.SubElement(case, "skipped", message=f"{name} {d.verdict}: {d.explanation}")
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("skipped", str(skipped))
@@ -245,20 +266,57 @@ def format_junit(rows: list[Row], settings: Settings) -> str:
 
 
 def format_table(rows: list[Row], color: bool = False) -> str:
-    cells = [("SERVICE", "URL", "VERDICT", "LAYER/METHOD", "EVIDENCE", "HTTP/3", "TIME")]
+    cells = [("SERVICE", "URL", "VERDICT", "LAYER/METHOD", "EVIDENCE", "HTTP/3", "ECH", "TIME")]
     cells += [
-        (r.service, r.url, r.verdict, r.blocking or "-", r.summary, r.http3, f"{r.seconds:.1f}s")
+        (
+            r.service,
+            r.url,
+            r.verdict,
+            r.blocking or "-",
+            r.summary,
+            in_words(r.quic),
+            in_words(r.ech),
+            f"{r.seconds:.1f}s",
+        )
         for r in rows
     ]
-    limits = (18, 44, 12, 26, 44, 36, 7)
+    limits = (18, 44, 12, 26, 44, 36, 24, 7)
     text = columns(cells, limits=limits, color_column=2 if color else None)
     why = [f"{r.url}: {r.explanation}" for r in rows if r.verdict != Verdict.ACCESSIBLE]
     why += [
-        f"{r.url} (HTTP/3): {r.quic.explanation}"
+        f"{r.url} ({name}): {d.explanation}"
         for r in rows
-        if r.quic is not None and r.quic.verdict in (Verdict.BLOCKED, Verdict.DOWN)
+        for name, d in r.paths()
+        if d.verdict in (Verdict.BLOCKED, Verdict.DOWN)
     ]
     return text + ("\n" + "\n".join(why) + "\n" if why else "")
+
+
+def format_routes(rows: list[Row]) -> str:
+    """`check --routes`: a matrix of the routes that get through from here, then what each one
+    that does not met."""
+    cells = [("SERVICE", "URL", *ROUTES.values())]
+    notes = []
+    for r in rows:
+        got = r.routes or {}
+        cells.append((r.service, r.url, *(_mark(got.get(k)) for k in ROUTES)))
+        notes += [
+            f"{r.url} ({title}): {got[k].detail}"
+            for k, title in ROUTES.items()
+            if k in got and got[k].outcome == FAILS
+        ]
+    legend = (
+        "yes: answered from here; no: fails; n/a: the site does not offer it; -: not measured. "
+        "Availability only: censorprobe carries no traffic through any of them."
+    )
+    text = columns(cells, limits=(18, 44, 7, 7, 7, 7, 7, 7))
+    return text + "\n" + "\n".join([*notes, legend]) + "\n"
+
+
+def _mark(route: Route | None) -> str:
+    if route is None:
+        return "-"
+    return {THROUGH: "yes", FAILS: "no", UNSUPPORTED: "n/a"}.get(route.outcome, "-")
 
 
 def columns(

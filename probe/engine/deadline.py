@@ -4,7 +4,8 @@ schedule ends), and a phase's `Budget` (each step's timeout, or what is left of 
 A target's schedule is TARGET_BOUND_FORMULA, in this order: the first measurement (its
 deadline); the control's answer, awaited until the first measurement's deadline and
 CONTROL_GRACE more (the helper is told how long it has, and fits its own HTTP/3 path into it);
-the HTTP/3 path (the QUIC deadline); each re-measurement's pause and deadline. Everything that
+the HTTP/3 path (the QUIC deadline); each re-measurement's pause and deadline; the ClientHello
+variants (their deadline), after the last measurement. Everything that
 waits for a target — the schedule, the control's client and the helper, a `/probe` scrape —
 asks the Deadline, so no wait outlasts the bound (dnspython's `_compute_timeout` pattern).
 """
@@ -53,6 +54,7 @@ class Deadline:
         s: Settings,
         *,
         quic: bool,
+        hello: bool,
         retries: int | None = None,
         within: float | None = None,
         measurement: float | None = None,
@@ -60,7 +62,7 @@ class Deadline:
         self.settings = s
         self.retries = s.retries if retries is None else retries
         self.start = time.perf_counter()
-        bound = s.bound(quic=quic, retries=self.retries)
+        bound = s.bound(quic=quic, hello=hello, retries=self.retries)
         self.bound = bound if within is None else max(0.0, min(bound, within))
         self.end = self.start + self.bound
         self.measurement_cap = s.deadline if measurement is None else min(s.deadline, measurement)
@@ -77,11 +79,12 @@ class Deadline:
         within: float | None = None,
         measurement: float | None = None,
     ) -> Deadline:
-        """`target`'s schedule: its HTTP/3 path counted where its mode measures one."""
-        mode = quic_mode(target, s)
+        """`target`'s schedule: its HTTP/3 path and ClientHello variants counted where their
+        modes measure them."""
         return cls(
             s,
-            quic=mode not in (None, "never"),
+            quic=quic_mode(target, s) not in (None, "never"),
+            hello=hello_mode(target, s) not in (None, "never"),
             retries=retries,
             within=within,
             measurement=measurement,
@@ -111,7 +114,17 @@ class Deadline:
         """The HTTP/3 path's budget: the QUIC deadline, or what is left."""
         return Budget(min(self.settings.quic_deadline, self.left()))
 
+    def hello(self) -> Budget:
+        """The ClientHello variants' budget: their deadline, or what is left."""
+        return Budget(min(self.settings.hello_deadline, self.left()))
+
 
 def quic_mode(target: Target, s: Settings) -> str | None:
     """The target's HTTP/3 mode (its own `quic:`, else the settings'); None for http targets."""
     return (target.quic or s.quic) if target.scheme == "https" else None
+
+
+def hello_mode(target: Target, s: Settings) -> str | None:
+    """The target's ClientHello variants' mode (its own `clienthello:`, else the settings');
+    None for http targets."""
+    return (target.clienthello or s.clienthello) if target.scheme == "https" else None

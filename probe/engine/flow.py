@@ -18,7 +18,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin, urlsplit
 
-from probe.engine.deadline import Budget, quic_mode
+from probe.config import Settings
+from probe.engine.deadline import Budget, hello_mode, quic_mode
 from probe.engine.runtime import Runtime
 from probe.measure import http, system, tcp, tls
 from probe.measure.tcp import Connection
@@ -29,6 +30,7 @@ from probe.model import (
     Hop,
     HTTPHop,
     HTTPObservation,
+    HTTPSRecordObservation,
     Measurement,
     QUICObservation,
     QUICPath,
@@ -121,6 +123,26 @@ class _Flow:
         self.notes: list[str] = []
 
     # --- DNS --------------------------------------------------------------------------------
+
+    async def https_records(self, host: str) -> list[HTTPSRecordObservation]:
+        """The host's HTTPS record (type 65) from every configured resolver at once; for the
+        system resolver, which has no API for it, from the first nameserver it is set to."""
+        from probe.measure import svcb  # dnspython, only where ClientHello variants may go
+
+        timeout = self.budget.take(self.s.timeout, Step.DNS)
+        asks = []
+        for resolver in self.s.resolvers:
+            if resolver == "system":
+                servers, _ = system.nameservers()
+                if servers:
+                    label = f"system ({servers[0]})"
+                    asks.append(svcb.ask_udp(host, servers[0], 53, timeout, label))
+            elif resolver.startswith("https://"):
+                asks.append(svcb.ask_doh(host, resolver, self.rt.session(), timeout))
+            else:
+                address, port = parse_resolver_address(resolver)
+                asks.append(svcb.ask_udp(host, address, port, timeout, resolver))
+        return list(await asyncio.gather(*asks))
 
     async def resolve(self, host: str) -> list[DNSObservation]:
         """Every configured resolver, at once; A and AAAA from those asked per type."""
@@ -383,9 +405,39 @@ async def measure(
     """All steps for one target, within `budget`. Failures are data; only bugs raise.
 
     `extra_addresses` are tested too (the control tries the vantage's); `on_dns` is called
-    with the addresses found, so the control can be asked while the probe goes on.
+    with the addresses found, so the control can be asked while the probe goes on. Where the
+    target's ClientHello variants may go, its HTTPS record is asked beside, and awaited last: a
+    resolver that does not answer type 65 delays nothing else.
     """
     flow = _Flow(target, rt, budget)
+    records = None
+    if _asks_https_record(target, rt.settings):
+        records = asyncio.ensure_future(flow.https_records(target.host))
+    try:
+        m = await _measure(flow, extra_addresses, on_dns)
+    except BaseException:
+        if records is not None:
+            records.cancel()
+        raise
+    return m if records is None else replace(m, https_records=tuple(await records))
+
+
+def _asks_https_record(target: Target, s: Settings) -> bool:
+    """Whether the target's HTTPS record is asked: where its ClientHello variants may go, for a
+    name public DNS may hold (not an address, not `localhost`: RFC 6761 §6.3)."""
+    name = target.host.lower().rstrip(".")
+    return (
+        hello_mode(target, s) not in (None, "never")
+        and not is_ip_literal(name)
+        and name != "localhost"
+        and not name.endswith(".localhost")
+    )
+
+
+async def _measure(
+    flow: _Flow, extra_addresses: Sequence[str], on_dns: Callable[[list[str]], None] | None
+) -> Measurement:
+    target, budget = flow.target, flow.budget
     started = time.time()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}

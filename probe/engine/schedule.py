@@ -3,9 +3,9 @@ control helper asked once per target, a budget for the whole run, and results ha
 they finish (so a front end can stream them out and keep nothing).
 
 The bound of one target is `Settings.target_bound`, scheduled by its `Deadline`: its first
-measurement, the control's answer, its HTTP/3 path, and each re-measurement's pause and
-deadline. A stop request (Ctrl-C, SIGTERM) or the run's budget ends the run the same way: what
-was measured is kept, the rest is reported as not measured.
+measurement, the control's answer, its HTTP/3 path, each re-measurement's pause and deadline,
+and its ClientHello variants. A stop request (Ctrl-C, SIGTERM) or the run's budget ends the run
+the same way: what was measured is kept, the rest is reported as not measured.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 
 from probe.config import Settings
-from probe.engine import flow
+from probe.engine import flow, variants
 from probe.engine.control import ask
 from probe.engine.deadline import Deadline
 from probe.engine.runtime import Runtime
 from probe.measure.failure import describe
 from probe.model import Control, Diagnosis, Measurement, RegimeReport, Result, Target
-from probe.verdict import judge, judge_quic, judge_remote, settle
+from probe.verdict import judge, judge_ech, judge_quic, judge_remote, settle, what_variants_say
 from probe.vocabulary import Step, Verdict
 
 OnResult = Callable[[int, Result], None]
@@ -92,15 +92,23 @@ async def measure_and_judge(
             lambda: flow.measure(target, rt, deadline.measurement()),
             lambda m: _judge(rt, m, control)[0],
         )
+        m = await _with_variants(target, rt, m, deadline)
     except Exception as exc:
         return unmeasured(target, f"not measured: internal error {describe(exc)}", s)
     finally:
         for task in asked:
             task.cancel()
     quic = judge_quic(first.quic, control)
-    diagnosis = under_regime(diagnosis, rt.regime)
+    ech = judge_ech(m, diagnosis.verdict)
+    diagnosis = under_regime(with_variants(diagnosis, m), rt.regime)
     regime = rt.regime.regime if rt.regime else None
-    return Result(m, diagnosis, control, time.time(), s.vantage, s.country, quic, regime)
+    return Result(m, diagnosis, control, time.time(), s.vantage, s.country, quic, regime, ech)
+
+
+def with_variants(d: Diagnosis, m: Measurement) -> Diagnosis:
+    """The diagnosis with what the ClientHello variants say of it, where they tell something."""
+    said = what_variants_say(m.hello, m.target.host)
+    return replace(d, explanation=f"{d.explanation}; {said}") if said else d
 
 
 def control_out_of_reach(rt: Runtime) -> Control | None:
@@ -184,6 +192,18 @@ async def _with_quic(
     if path is None:
         return m
     return replace(m, quic=path, timings={**m.timings, str(Step.QUIC): time.perf_counter() - start})
+
+
+async def _with_variants(
+    target: Target, rt: Runtime, m: Measurement, deadline: Deadline
+) -> Measurement:
+    """The measurement with its ClientHello variants, sent after the last measurement."""
+    start = time.perf_counter()
+    path = await variants.measure(target, rt, m, deadline.hello())
+    if path is None:
+        return m
+    took = time.perf_counter() - start
+    return replace(m, hello=path, timings={**m.timings, str(Step.CLIENTHELLO): took})
 
 
 async def _all(tasks: Sequence[asyncio.Future[None]]) -> object:

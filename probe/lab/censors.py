@@ -157,6 +157,13 @@ def border_rules() -> list[Rule]:
             rules += _control_reset(s.host)
         elif t == "sni_drop":
             rules.append([*fwd, *_name(s.host, port=443), "-j", "DROP"])
+        elif t == "large_hello_drop":
+            # a box that mishandles ClientHellos larger than one packet: their full-sized
+            # segments to the site's port 443 are dropped, retransmissions too
+            rules.append(
+                [*fwd, "-d", s.address, "-p", "tcp", "--dport", "443", "-m", "length",
+                 "--length", f"{lab.LARGE_PACKET}:65535", "-j", "DROP"]
+            )  # fmt: skip
         elif t == "host_reset":
             rules.append([*fwd, *_name(s.host, port=80, prefix="Host: "), *RESET])
         elif t == "throttle":

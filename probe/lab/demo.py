@@ -48,7 +48,12 @@ def targets_file(state: Path, *, remote: bool = False) -> Path:
     doc = {
         "settings": settings,
         "targets": [
-            {"url": s.url, "service": s.name, **({"quic": s.quic_mode} if s.quic_mode else {})}
+            {
+                "url": s.url,
+                "service": s.name,
+                **({"quic": s.quic_mode} if s.quic_mode else {}),
+                **({"clienthello": s.clienthello_mode} if s.clienthello_mode else {}),
+            }
             for s in lab.scenarios()
         ],
     }

@@ -5,6 +5,10 @@ or a request's head) and decides by the host name in them:
   FIN, relaying nothing, where its name appears; relays the rest to the origin. What netem's
   DPICloseConnectionForString/ForTLSSNI do in OONI's QA suite, and what iptables cannot (it
   resets or drops, it does not close).
+- `ECHCensor`, at the border: holds silent (relays nothing, answers nothing) a connection whose
+  ClientHello carries an ECH extension with a listed outer name, as Russia's TSPU does with
+  `cloudflare-ech.com` since November 2024; relays the rest, the same ClientHello without ECH
+  included.
 - `TransparentProxy`, the ISP's (its resolver answers the proxy's address for some names): relays
   each connection to the address of the host it names, as an intercepting proxy does; for the
   hosts it censors it answers a request with a page of its own instead.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from collections.abc import Mapping
 
 FIRST_BYTES = 4096
@@ -75,6 +80,60 @@ class TCPCensor:
             writer.close()  # a FIN, not a RST: the client reads an end of file
             return
         await relay(first, reader, writer, self.origin)
+
+
+ECH_EXTENSION = 0xFE0D
+
+
+def client_hello(record: bytes) -> tuple[str, frozenset[int]] | None:
+    """The SNI and the extension types of the ClientHello a TLS record holds; None for
+    anything else."""
+    try:
+        if record[0] != 0x16 or record[5] != 0x01:
+            return None
+        body = record[9:]
+        at = 2 + 32  # legacy version, random
+        at += 1 + body[at]  # session id
+        at += 2 + int.from_bytes(body[at : at + 2], "big")  # cipher suites
+        at += 1 + body[at]  # compression methods
+        end = at + 2 + int.from_bytes(body[at : at + 2], "big")
+        at += 2
+        sni, types = "", set()
+        while at + 4 <= min(end, len(body)):
+            kind, length = struct.unpack_from("!HH", body, at)
+            if kind == 0:  # server_name: list length, name type, name length, name
+                sni = body[at + 9 : at + 4 + length].decode("ascii", "replace").lower()
+            types.add(kind)
+            at += 4 + length
+    except IndexError:
+        return None
+    return sni, frozenset(types)
+
+
+class ECHCensor:
+    """Holds silent a connection whose ClientHello (its first record, read whole) carries an ECH
+    extension and one of `outer_names` in its SNI; relays the others to `origin`."""
+
+    def __init__(self, outer_names: frozenset[str], origin: tuple[str, int]) -> None:
+        self.outer_names = outer_names
+        self.origin = origin
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(FIRST_WAIT):
+                head = await reader.readexactly(5)
+                record = head + await reader.readexactly(int.from_bytes(head[3:5], "big"))
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            writer.close()
+            return
+        hello = client_hello(record)
+        if hello is not None and ECH_EXTENSION in hello[1] and hello[0] in self.outer_names:
+            with contextlib.suppress(OSError):
+                while await reader.read(65536):  # silence, until the client gives up
+                    pass
+            writer.close()
+            return
+        await relay(record, reader, writer, self.origin)
 
 
 ACCESS_DENIED = b"""<!doctype html>

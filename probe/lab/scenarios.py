@@ -80,6 +80,11 @@ LARGE_OBJECT_BYTES = 4 << 20
 LARGE_PAGE_BYTES = 32 << 20  # OONI's QA suite's large file: 32 MiB
 REDIRECT_LOOP = 15  # redirects in a loop (the probe follows 10)
 DNS_DELAY = 0.04  # the "distant" resolver answers late, so the border's forgery wins the race
+# the outer name of the ECH configuration the lab's ECH origins publish (cloudflare-ech.com's
+# part), and its config id; the border's ECH censor lists that name, as the TSPU lists Cloudflare's
+ECH_PUBLIC_NAME = f"ech-cover.{ZONE}"
+ECH_CONFIG_ID = 0x2A
+LARGE_PACKET = 1400  # a packet at least this long carries a ClientHello larger than one packet
 
 TECHNIQUES = frozenset(
     {
@@ -129,6 +134,10 @@ TECHNIQUES = frozenset(
         # the ISP resolver answers its transparent proxy, and the ISP resets the ClientHellos
         # that reach the proxy from its subscribers, as the border does on the way to the site
         "proxy_sni_reset",
+        # ClientHello shapes: the border holds silent a ClientHello with an ECH extension whose
+        # outer name it lists (Russia's TSPU); drops ClientHellos larger than one packet
+        "ech_drop",
+        "large_hello_drop",
     }
 )
 # origins that speak HTTP/3 (and advertise it)
@@ -178,6 +187,11 @@ class Scenario:
     resolves_to: str | None = None  # the zone's answer, where not the address (nxdomain…)
     control_fails: bool = False  # the control helper cannot be asked about it
     ooni: tuple[str, ...] = ()  # the cases of OONI's QA suite it stands for
+    publishes_ech: bool = False  # its HTTPS record publishes an ECH configuration
+    clienthello_mode: str | None = None  # the target's own `clienthello:`
+    expect_ech: Expect | None = None  # the ECH verdict (see `expected_ech`)
+    # `check --routes`: each route's outcome (through, fails, unsupported, not_measured)
+    expect_routes: dict[str, str] = field(default_factory=dict)
 
     def expected(self, vantage: str) -> Expect:
         return self.expect_by_vantage.get(vantage, self.expect)
@@ -191,6 +205,7 @@ def scenarios() -> tuple[Scenario, ...]:
     for row in yaml.safe_load(text)["scenarios"]:
         by_vantage = {v: Expect(**e) for v, e in row.get("expect_by_vantage", {}).items()}
         quic = Expect(**row["expect_quic"]) if "expect_quic" in row else None
+        ech = Expect(**row["expect_ech"]) if "expect_ech" in row else None
         remote = Expect(**row.get("expect_remote", {"verdict": "accessible"}))
         s = Scenario(
             **{
@@ -198,6 +213,7 @@ def scenarios() -> tuple[Scenario, ...]:
                 "expect": Expect(**row["expect"]),
                 "expect_by_vantage": by_vantage,
                 "expect_quic": quic,
+                "expect_ech": ech,
                 "expect_remote": remote,
                 "ooni": tuple(row.get("ooni", ())),
             }
@@ -250,7 +266,7 @@ def origin_addresses() -> list[str]:
 def tcp_censored() -> list[tuple[Scenario, tuple[str, int]]]:
     """The scenarios the border's TCP relays censor, each with its relay's address."""
     host, port = TCP_CENSOR
-    relayed = [s for s in scenarios() if s.technique in ("fin_host", "fin_sni")]
+    relayed = [s for s in scenarios() if s.technique in ("fin_host", "fin_sni", "ech_drop")]
     return [(s, (host, port + i)) for i, s in enumerate(relayed)]
 
 
@@ -259,6 +275,14 @@ def expected_quic(s: Scenario) -> Expect | None:
     lab origin but the QUIC ones advertises HTTP/3), none for http."""
     if s.expect_quic is not None:
         return s.expect_quic
+    return Expect("unsupported") if s.url.startswith("https://") else None
+
+
+def expected_ech(s: Scenario) -> Expect | None:
+    """The ECH verdict: as the file says, else `unsupported` for https (the site publishes no
+    ECH), none for http."""
+    if s.expect_ech is not None:
+        return s.expect_ech
     return Expect("unsupported") if s.url.startswith("https://") else None
 
 

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
 import html
 import ipaddress
 import os
 import signal
 import ssl
+import struct
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
@@ -71,15 +75,40 @@ class ZoneResolver(DNSServer):
         super().__init__(host, 53)
         self.records = records
         self.delay = delay
+        # the names whose HTTPS record (type 65) publishes the lab's ECH configuration
+        self.ech = {s.host for s in lab.scenarios() if s.publishes_ech}
+        self.ech_record = (
+            f'1 . alpn="h2,http/1.1" ech="{base64.b64encode(ech_config_list()).decode()}"'
+        )
 
     def handle(self, query: dns.message.Message) -> Replies:
         name = query.question[0].name.to_text(omit_final_dot=True).lower()
         rdtype = query.question[0].rdtype
         if name not in self.records:
             return [(self.delay, self.answer(query, [], rcode=dns.rcode.NXDOMAIN))]
+        if rdtype == dns.rdatatype.HTTPS:
+            return [(self.delay, self.answer(query, [self.ech_record] if name in self.ech else []))]
         v4, v6 = self.records[name]
         address = v4 if rdtype == dns.rdatatype.A else v6 if rdtype == dns.rdatatype.AAAA else None
         return [(self.delay, self.answer(query, [address] if address else []))]
+
+
+def ech_config_list() -> bytes:
+    """The ECHConfigList the lab's ECH origins publish (draft-ietf-tls-esni §4): one
+    configuration, outer name `lab.ECH_PUBLIC_NAME`, an X25519 key, HKDF-SHA256 and
+    AES-128-GCM. Nothing decrypts with it: a server falls back to the outer ClientHello."""
+    name = lab.ECH_PUBLIC_NAME.encode()
+    key = hashlib.sha256(b"censorprobe lab ECH key").digest()
+    contents = (
+        struct.pack("!BHH", lab.ECH_CONFIG_ID, 0x0020, len(key))
+        + key
+        + struct.pack("!HHH", 4, 0x0001, 0x0001)
+        + bytes([0, len(name)])
+        + name
+        + b"\x00\x00"
+    )
+    config = struct.pack("!HH", 0xFE0D, len(contents)) + contents
+    return struct.pack("!H", len(config)) + config
 
 
 def zone() -> dict[str, tuple[str | None, str | None]]:
@@ -324,11 +353,16 @@ async def border(state: Path) -> list[object]:
     loop = asyncio.get_running_loop()
     relays: list[object] = []
     for s, at in lab.quic_censored():
-        censor = QUICCensor((s.address, 443), {s.host})
-        relays.append(await loop.create_datagram_endpoint(partial(_same, censor), local_addr=at))
+        quic = QUICCensor((s.address, 443), {s.host})
+        relays.append(await loop.create_datagram_endpoint(partial(_same, quic), local_addr=at))
     for s, at in lab.tcp_censored():
         port = 80 if s.technique == "fin_host" else 443
-        relays.append(await asyncio.start_server(relay.TCPCensor(s.host, (s.address, port)), *at))
+        tcp: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+        if s.technique == "ech_drop":
+            tcp = relay.ECHCensor(frozenset({lab.ECH_PUBLIC_NAME}), (s.address, port))
+        else:
+            tcp = relay.TCPCensor(s.host, (s.address, port))
+        relays.append(await asyncio.start_server(tcp, *at))
     # like the GFW's, it sees queries in both directions: from the country's side, and from
     # abroad toward the country's addresses
     return [

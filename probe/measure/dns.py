@@ -147,6 +147,37 @@ def _addresses(message: dns.message.Message, rdtype: int) -> tuple[tuple[str, ..
     return tuple(addresses[:MAX_ADDRESSES]), (min(ttls) if ttls else None)
 
 
+async def exchange_udp(
+    query: dns.message.Message, address: str, port: int, timeout: float
+) -> dns.message.Message:
+    """One query over UDP: the first reply that answers it (over TCP where it is truncated);
+    TimeoutError where none does in time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    listener = _Listener()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: listener, remote_addr=(address, port)
+    )
+    try:
+        transport.sendto(query.to_wire())
+        handled = 0
+        while True:
+            for _, data in listener.datagrams[handled:]:
+                _, message = _parse_reply(query, data, 0.0)
+                if message is not None:
+                    if message.flags & dns.flags.TC:
+                        return await query_tcp(query, address, port, deadline - loop.time())
+                    return message
+            handled = len(listener.datagrams)
+            if listener.icmp_error is not None:
+                raise listener.icmp_error
+            listener.arrived.clear()
+            async with within(deadline - loop.time()):
+                await listener.arrived.wait()
+    finally:
+        transport.close()
+
+
 async def query_tcp(
     query: dns.message.Message, address: str, port: int, timeout: float
 ) -> dns.message.Message:

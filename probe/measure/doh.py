@@ -36,6 +36,27 @@ def classify_client_error(exc: Exception) -> tuple[Failure, str]:
     return failure, error
 
 
+async def exchange(
+    query: dns.message.Message, url: str, session: aiohttp.ClientSession, timeout: float
+) -> bytes:
+    """The answer's bytes; ValueError where the server answers no DNS message (an HTTP status
+    other than 200, an answer too large for DNS), another exception where the exchange fails."""
+    async with (
+        within(timeout),
+        session.post(
+            url,
+            data=query.to_wire(),
+            headers={
+                "content-type": "application/dns-message",
+                "accept": "application/dns-message",
+            },
+        ) as resp,
+    ):
+        if resp.status != 200:
+            raise ValueError(f"DoH server answered HTTP {resp.status}")
+        return await read_capped(resp, MAX_MESSAGE)
+
+
 async def resolve(
     host: str, qtype: str, url: str, session: aiohttp.ClientSession, timeout: float
 ) -> DNSObservation:
@@ -43,28 +64,8 @@ async def resolve(
     query.id = 0  # RFC 8484 4.1: use 0 for cache friendliness
     start = time.perf_counter()
     try:
-        async with (
-            within(timeout),
-            session.post(
-                url,
-                data=query.to_wire(),
-                headers={
-                    "content-type": "application/dns-message",
-                    "accept": "application/dns-message",
-                },
-            ) as resp,
-        ):
-            if resp.status != 200:
-                return DNSObservation(
-                    url,
-                    "doh",
-                    qtype,
-                    time.perf_counter() - start,
-                    failure=Failure.PROTOCOL,
-                    error=f"DoH server answered HTTP {resp.status}",
-                )
-            data = await read_capped(resp, MAX_MESSAGE)
-    except ValueError as exc:  # an answer too large for DNS is not DNS
+        data = await exchange(query, url, session, timeout)
+    except ValueError as exc:  # not a DNS answer
         return DNSObservation(
             url, "doh", qtype, time.perf_counter() - start, failure=Failure.PROTOCOL, error=str(exc)
         )

@@ -47,25 +47,25 @@ async def resolve(host: str, timeout: float) -> DNSObservation:
 RESOLV_CONF = "/etc/resolv.conf"
 
 
-def _no_resolver_reached(error: str) -> tuple[Failure, str]:
-    """Why getaddrinfo failed at once: no resolver configured, or none it can route to
-    (`unreachable`, named); else it stays the `timeout` glibc reports."""
+def nameservers() -> tuple[list[str], str | None]:
+    """The resolvers of RESOLV_CONF, in order, or why there are none."""
     try:
         with open(RESOLV_CONF, encoding="utf-8", errors="replace") as f:
             lines = f.read(64 << 10).splitlines()
     except OSError as exc:
-        return (
-            Failure.UNREACHABLE,
-            f"{error}; no resolver configured ({RESOLV_CONF}: {exc.strerror})",
-        )
+        return [], f"{RESOLV_CONF}: {exc.strerror}"
     servers = [
         ln.split()[1] for ln in lines if ln.split()[:1] == ["nameserver"] and len(ln.split()) > 1
     ]
-    if not servers:
-        return (
-            Failure.UNREACHABLE,
-            f"{error}; no resolver configured (no nameserver in {RESOLV_CONF})",
-        )
+    return servers, None if servers else f"no nameserver in {RESOLV_CONF}"
+
+
+def _no_resolver_reached(error: str) -> tuple[Failure, str]:
+    """Why getaddrinfo failed at once: no resolver configured, or none it can route to
+    (`unreachable`, named); else it stays the `timeout` glibc reports."""
+    servers, none = nameservers()
+    if none is not None:
+        return Failure.UNREACHABLE, f"{error}; no resolver configured ({none})"
     problems = []
     for server in servers[:3]:  # glibc asks at most three
         problem = route_problem(server, 53)

@@ -29,7 +29,15 @@ from probe.model import Blocking, Diagnosis, RegimeReport, Result, Target
 from probe.vocabulary import QUIC_VERDICTS, TARGET_VERDICTS, Regime, Step, Verdict
 
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-STEPS = (Step.DNS, Step.TCP_TLS, Step.SNI_CHECK, Step.HTTP, Step.QUIC, Step.TOTAL)
+STEPS = (
+    Step.DNS,
+    Step.TCP_TLS,
+    Step.SNI_CHECK,
+    Step.HTTP,
+    Step.QUIC,
+    Step.CLIENTHELLO,
+    Step.TOTAL,
+)
 
 
 def target_label(url: str) -> str:
@@ -78,6 +86,14 @@ TARGET_FAMILIES = (
         "censorprobe_target_quic_blocking",
         "1 while the target's HTTP/3 path is blocked, by layer and method",
     ),
+    (
+        "censorprobe_target_ech_verdict",
+        "1 for the latest ECH verdict of the target (an ECH ClientHello to it), 0 for the others",
+    ),
+    (
+        "censorprobe_target_ech_blocking",
+        "1 while ECH ClientHellos to the target are blocked, by layer and method",
+    ),
 )
 Samples = tuple[tuple[dict[str, str], float], ...]
 
@@ -98,6 +114,7 @@ class Latest:
     target: Target
     diagnosis: Diagnosis
     quic: Diagnosis | None
+    ech: Diagnosis | None
     finished: float
     throughput: float | None
     evidence: bytes | None  # zlib
@@ -111,7 +128,9 @@ class Latest:
         h = r.measurement.http
         throughput = h.throughput if h is not None else None
         evidence = zlib.compress(json, 1) if json is not None else None
-        return cls(r.measurement.target, r.diagnosis, r.quic, r.finished, throughput, evidence)
+        return cls(
+            r.measurement.target, r.diagnosis, r.quic, r.ech, r.finished, throughput, evidence
+        )
 
     def json(self) -> bytes | None:
         """The result as `Result.dumps` wrote it, where it was kept."""
@@ -133,8 +152,6 @@ class _Series:
         if t.remote:  # the country measured, from abroad: an additive label, remote only
             base.update(country=t.remote, perspective="remote")
         b = r.diagnosis.blocking
-        q = r.quic
-        qb = q.blocking if q is not None else None
         self.samples: tuple[Samples, ...] = (
             tuple(
                 ({**base, "verdict": v}, 1.0 if r.verdict == v else 0.0) for v in TARGET_VERDICTS
@@ -142,15 +159,24 @@ class _Series:
             ((_blocking_labels(base, b), 1.0),) if b is not None else (),
             ((base, r.finished),),
             ((base, r.throughput),) if r.throughput is not None else (),
-            tuple(({**base, "verdict": v}, 1.0 if q.verdict == v else 0.0) for v in QUIC_VERDICTS)
-            if q is not None
-            else (),
-            (({**base, "layer": qb.layer, "method": qb.method}, 1.0),) if qb is not None else (),
+            *_path(base, r.quic),
+            *_path(base, r.ech),
         )
         self.text = tuple(
             "".join(_line(name, labels, value) for labels, value in samples)
             for (name, _), samples in zip(TARGET_FAMILIES, self.samples, strict=True)
         )
+
+
+def _path(base: dict[str, str], d: Diagnosis | None) -> tuple[Samples, Samples]:
+    """A path's own verdict (HTTP/3, ECH) as a state set, and its blocking; none without it."""
+    if d is None:
+        return (), ()
+    verdicts = tuple(
+        ({**base, "verdict": v}, 1.0 if d.verdict == v else 0.0) for v in QUIC_VERDICTS
+    )
+    b = d.blocking
+    return verdicts, (({**base, "layer": b.layer, "method": b.method}, 1.0),) if b else ()
 
 
 def _blocking_labels(base: dict[str, str], b: Blocking) -> dict[str, str]:

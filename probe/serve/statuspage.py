@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from probe import __version__
-from probe.model import RegimeReport
+from probe.model import Diagnosis, RegimeReport
 from probe.serve.metrics import Latest
 from probe.vocabulary import TARGET_VERDICTS, Regime
 
@@ -38,9 +38,8 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
-def _http3(r: Latest) -> str:
-    """The HTTP/3 path's verdict as a badge, its explanation on hover (— for none)."""
-    q = r.quic
+def _path(q: Diagnosis | None) -> str:
+    """A path's own verdict (HTTP/3, ECH) as a badge, its explanation on hover (— for none)."""
     if q is None:
         return "—"
     how = f" {html.escape(str(q.summary))}" if q.verdict.is_block else ""
@@ -76,7 +75,8 @@ def render(
             f"<td class=url>{html.escape(t.key)}</td>"
             f'<td><span class=v style="background:{d.verdict.style.colour}">'
             f"{html.escape(d.verdict)}</span> {html.escape(how)}</td>"
-            f"<td>{_http3(r)}</td>"
+            f"<td>{_path(r.quic)}</td>"
+            f"<td>{_path(r.ech)}</td>"
             f"<td class=why>{html.escape(d.explanation)}</td>"
             f'<td class=when title="{stamp}">{_ago(max(0.0, now - r.finished))}</td>'
             f'<td><a href="result?url={quote(t.key, safe="")}">evidence</a></td>'
@@ -89,7 +89,7 @@ def render(
     )
     body = (
         "\n".join(rows)
-        or "<tr><td colspan=7>No measurement yet: the first round is running.</td></tr>"
+        or "<tr><td colspan=8>No measurement yet: the first round is running.</td></tr>"
     )
     warning = f"<p class=problem>{html.escape(problem)}</p>" if problem else ""
     if regime is not None:  # first: under a regime, it is what every row below is about
@@ -109,7 +109,7 @@ def render(
 <div class=meta>{len(results)} targets · {html.escape(round_info)} · censorprobe {__version__} ·
 <a href=metrics>metrics</a> · <a href=results>results (JSON)</a></div>
 {warning}<div class=counts>{badges}</div>
-<table><thead><tr><th>Service</th><th>URL</th><th>Verdict</th><th>HTTP/3</th><th>Why</th><th>Measured</th><th></th></tr></thead>
+<table><thead><tr><th>Service</th><th>URL</th><th>Verdict</th><th>HTTP/3</th><th>ECH</th><th>Why</th><th>Measured</th><th></th></tr></thead>
 <tbody>
 {body}
 </tbody></table></body></html>

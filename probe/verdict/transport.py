@@ -28,7 +28,7 @@ def judge_tcp(x: View) -> Diagnosis | None:
             f"{first.port}; the control connects to {reached[0]}",
             f"TCP {failure}; control connects",
         )
-    if compared and len(compared) == len(rows):
+    if len(compared) == len(rows):  # the control tried every address that failed here
         c_fail = most_common(c.failure for c in compared)
         return down(
             f"TCP {failure} to {first.address}:{first.port}, and the control fails too ({c_fail})",

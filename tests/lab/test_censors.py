@@ -279,3 +279,48 @@ def test_quic_origins_advertise_http3_and_the_others_do_not(lab_up: Path) -> Non
     quic_origin = curl(lab_up, "-sI", scenario("quic-open").url).stdout.lower()
     assert 'alt-svc: h3=":443"' in quic_origin
     assert "alt-svc" not in curl(lab_up, "-sI", "https://ok.lab.test/").stdout.lower()
+
+
+HELLO_ATTEMPT = """
+import asyncio, sys
+from probe.engine.variants import shapes
+from probe.measure.clienthello import send
+from probe.model import PublishedECH
+from probe.policy import AddressPolicy
+address, host, variant, outer = sys.argv[1:]
+published = PublishedECH(outer, 42, 1, 1)
+shape = shapes(host, "example.com", published, every=True)[variant]
+seen = asyncio.run(send(variant, address, 443, shape, 2.0, AddressPolicy.open()))
+print(seen.failure)
+"""
+
+
+def hello(s: lab.Scenario, variant: str, where: str = "vantage") -> str:
+    """What our own ClientHello `variant` to the scenario's origin meets: None (answered) or
+    how it failed."""
+    cmd = [sys.executable, "-c", HELLO_ATTEMPT, s.address, s.host, variant, lab.ECH_PUBLIC_NAME]
+    out = in_vantage(*cmd) if where == "vantage" else in_internet(*cmd)
+    return out.stdout.strip() or out.stderr[-300:]
+
+
+def test_the_ech_censor_holds_an_ech_clienthello_to_its_listed_outer_name(lab_up: Path) -> None:
+    s = scenario("ech-blocked")
+    assert hello(s, "ech") == "timeout"
+    assert hello(s, "ech_outer") == "None"  # the same outer name, without the extension
+    assert hello(s, "ech_grease") == "None"  # an ECH extension, but the real name outside
+    assert hello(s, "ech", where="internet") == "None"
+    assert "ech=" in dig("+short", "-t", "TYPE65", s.host).stdout  # what the site publishes
+
+
+def test_a_clienthello_larger_than_one_packet_is_dropped(lab_up: Path) -> None:
+    s = scenario("large-clienthello-dropped")
+    assert hello(s, "pq") == "timeout"
+    assert hello(s, "baseline") == "None"
+    assert hello(s, "pq", where="internet") == "None"
+
+
+def test_the_sni_reset_reads_one_packet_at_a_time(lab_up: Path) -> None:
+    s = scenario("sni-reset")
+    assert hello(s, "baseline") == "reset"
+    assert hello(s, "split_segment") == "None"
+    assert hello(s, "split_record") == "None"

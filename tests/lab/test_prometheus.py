@@ -21,6 +21,26 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
 
 
+Where = tuple[str, str]  # (country, service)
+
+
+def path_series(path: str) -> tuple[dict[Where, str], dict[Where, tuple[str, str]]]:
+    """A path's own verdict (`quic`, `ech`) and blocking, as Prometheus has them: the latest of
+    each in-country target."""
+    verdicts = {
+        (s["metric"]["country"], s["metric"]["service_name"]): s["metric"]["verdict"]
+        for s in prometheus_query(f'censorprobe_target_{path}_verdict{{perspective=""}} == 1')
+    }
+    blocking = {
+        (s["metric"]["country"], s["metric"]["service_name"]): (
+            s["metric"]["layer"],
+            s["metric"]["method"],
+        )
+        for s in prometheus_query(f'censorprobe_target_{path}_blocking{{perspective=""}} == 1')
+    }
+    return verdicts, blocking
+
+
 def test_prometheus_sees_every_scenario_from_both_vantages(rounds: Rounds) -> None:
     verdicts = {
         (s["metric"]["country"], s["metric"]["service_name"]): s["metric"]["verdict"]
@@ -41,23 +61,17 @@ def test_prometheus_sees_every_scenario_from_both_vantages(rounds: Rounds) -> No
             family = str(e.ip_version) if e.ip_version else None
             expected = (e.layer, e.method, family) if e.layer else None
             assert blocking.get((country, s.name)) == expected, (country, s.name)
-    quic = {
-        (s["metric"]["country"], s["metric"]["service_name"]): s["metric"]["verdict"]
-        for s in prometheus_query('censorprobe_target_quic_verdict{perspective=""} == 1')
-    }
-    quic_blocking = {
-        (s["metric"]["country"], s["metric"]["service_name"]): (
-            s["metric"]["layer"],
-            s["metric"]["method"],
-        )
-        for s in prometheus_query('censorprobe_target_quic_blocking{perspective=""} == 1')
-    }
+    quic, ech = path_series("quic"), path_series("ech")
     for country in lab.VANTAGES.values():
         for s in lab.scenarios():
-            q = lab.expected_quic(s)
-            assert quic.get((country, s.name)) == (q.verdict if q else None), (country, s.name)
-            expected_how = (q.layer, q.method) if q and q.layer else None
-            assert quic_blocking.get((country, s.name)) == expected_how, (country, s.name)
+            for path, (verdicts_seen, blocks_seen) in (
+                (lab.expected_quic(s), quic),
+                (lab.expected_ech(s), ech),
+            ):
+                where = (country, s.name)
+                assert verdicts_seen.get(where) == (path.verdict if path else None), where
+                expected_how = (path.layer, path.method) if path and path.layer else None
+                assert blocks_seen.get(where) == expected_how, where
     up = prometheus_query('up{job="censorprobe"}')
     assert len(up) == len(VANTAGE_IP) and all(s["value"][1] == "1" for s in up)
 

@@ -4,12 +4,17 @@ gets its expected verdict, layer, method and family every time, with the words a
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from probe.lab import demo
 from probe.lab import scenarios as lab
 from probe.model import SCHEMA
 from tests.lab.conftest import ROUNDS, Rounds
@@ -33,6 +38,10 @@ def http3(q: dict[str, Any]) -> tuple[Any, ...]:
     return (q["verdict"], b.get("layer"), b.get("method"), b.get("sni_based"))
 
 
+def as_expected(e: lab.Expect | None) -> tuple[Any, ...] | None:
+    return None if e is None else (e.verdict, e.layer, e.method, e.sni_based)
+
+
 @pytest.mark.parametrize(("vantage", "scenario"), CASES, ids=[f"{v}-{s.name}" for v, s in CASES])
 def test_expected_verdict_every_round(
     results: Results, vantage: str, scenario: lab.Scenario
@@ -48,6 +57,8 @@ def test_expected_verdict_every_round(
         else:
             got = http3(r["quic"])
             assert got == (q.verdict, q.layer, q.method, q.sni_based), (i, r["quic"]["explanation"])
+        ech = r["ech"] and http3(r["ech"])  # None: an http:// target has no ECH verdict
+        assert ech == as_expected(lab.expected_ech(scenario)), (i, r["ech"])
         assert r["explanation"]
         assert r["schema"] == SCHEMA
         # the control answered (where the scenario blocks the way to it: it did not)
@@ -154,6 +165,70 @@ def test_a_vantage_whose_ipv6_goes_nowhere_says_so_and_measures_ipv4(
     assert {t["family"] for t in probe["tcp"]} == {4}
     a = results["a"]["dual-stack"][-1]["evidence"]["probe"]
     assert {t["family"] for t in a["tcp"]} == {4, 6}
+
+
+ROUTED = [s for s in lab.scenarios() if s.expect_routes]
+ROUTE_RUNS = 3  # `check --routes` in each vantage, one run after another
+RoutesSeen = dict[str, dict[str, list[dict[str, Any]]]]  # vantage -> service -> results
+
+
+@pytest.fixture(scope="module")
+def routes_seen(rounds: Rounds, lab_up: Path) -> RoutesSeen:
+    """`check --routes` over the scenarios with expected routes, from both vantages at once,
+    ROUTE_RUNS times each (after the rounds: nothing else measures meanwhile)."""
+    doc = yaml.safe_load(demo.targets_file(lab_up).read_text())
+    doc["targets"] = [t for t in doc["targets"] if t["service"] in {s.name for s in ROUTED}]
+    path = lab_up / "routes-targets.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def runs(vantage: str) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(ROUTE_RUNS):
+            argv = demo.check_argv(vantage, lab_up, "--routes", "--targets", str(path))
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+            assert proc.stdout.strip(), proc.stderr[-2000:]
+            for r in json.loads(proc.stdout)["results"]:
+                out.setdefault(r["service"], []).append(r)
+        return out
+
+    with ThreadPoolExecutor(len(lab.VANTAGES)) as pool:
+        return dict(zip(lab.VANTAGES, pool.map(runs, lab.VANTAGES), strict=True))
+
+
+ROUTE_CASES = [(v, s) for v in lab.VANTAGES for s in ROUTED]
+
+
+@pytest.mark.parametrize(
+    ("vantage", "scenario"), ROUTE_CASES, ids=[f"{v}-{s.name}" for v, s in ROUTE_CASES]
+)
+def test_routes_every_run(routes_seen: RoutesSeen, vantage: str, scenario: lab.Scenario) -> None:
+    seen = routes_seen[vantage][scenario.name]
+    assert len(seen) == ROUTE_RUNS
+    for i, r in enumerate(seen, 1):
+        got = {k: route["outcome"] for k, route in r["routes"].items()}
+        assert got == scenario.expect_routes, (i, r["routes"])
+        assert r["verdict"] == scenario.expected(vantage).verdict, (i, r["explanation"])
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        (
+            "sni-reset",
+            "the reset follows the name: a ClientHello with SNI snireset.lab.test fails (reset), "
+            "the harmless name example.com is answered",
+        ),
+        ("sni-reset", "two TCP segments inside the SNI gets through"),
+        ("large-clienthello-dropped", "not one with a post-quantum key share"),
+        ("ech-blocked", ""),
+    ],
+)
+def test_the_variants_explain_the_verdict(results: Results, name: str, words: str) -> None:
+    r = results["a"][name][-1]
+    assert words in r["explanation"]
+    if name == "ech-blocked":
+        assert "the ECH extension is what is blocked" in r["ech"]["explanation"]
+        assert f"outer name {lab.ECH_PUBLIC_NAME}" in r["ech"]["explanation"]
 
 
 def test_lab_demo_prints_every_scenario_beside_its_expected_verdict(netns_ok: None) -> None:

@@ -191,7 +191,8 @@ async def test_with_a_control_and_http3_every_stall_ends_within_its_bound(
     finally:
         for udp in quiet:
             udp.close()
-    assert s.target_bound == 5.0 + 5.0 + 3.5
+    # its deadline, the control's grace, the HTTP/3 path, the ClientHello variants
+    assert s.target_bound == 5.0 + 5.0 + 3.5 + 2.0
     for step, url in urls.items():
         result, seconds = got[url]
         assert seconds <= s.target_bound + 0.5, (step, seconds, s.target_bound)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 from probe import cli
@@ -113,6 +114,27 @@ def test_junit_fails_blocked_and_skips_inconclusive() -> None:
     failure = suite.find("testcase[@name='https://b.example/']/failure")
     assert failure is not None and failure.get("message") == "blocked dns/injected"
     assert failure.text == "because blocked"
+
+
+def test_junit_has_a_case_for_each_path_with_a_verdict_of_its_own() -> None:
+    """HTTP/3 and ECH paths are cases of their own: a block fails, not measured is skipped; an
+    ECH `unsupported` (most sites publish none) is no case at all."""
+    blocked = Diagnosis(
+        Verdict.BLOCKED, Blocking(Layer.TLS, Method.TIMEOUT), "ECH why", "tls/timeout"
+    )
+    unsupported = Diagnosis(Verdict.UNSUPPORTED, None, "no ECH", "no ECH published")
+    skipped = Diagnosis(Verdict.NOT_MEASURED, None, "HTTP/3 not measured: x", "not measured")
+    results = [
+        replace(_result("https://a.example/", Verdict.ACCESSIBLE), ech=blocked, quic=skipped),
+        replace(_result("https://b.example/", Verdict.ACCESSIBLE), ech=unsupported),
+    ]
+    rows = [Row.of(i, r) for i, r in enumerate(results)]
+    suite = ET.fromstring(format_junit(rows, Settings(vantage="vp", country="CN")))
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("4", "1", "1")
+    failure = suite.find("testcase[@name='https://a.example/ (ECH)']/failure")
+    assert failure is not None and failure.get("message") == "ECH blocked tls/timeout"
+    assert suite.find("testcase[@name='https://a.example/ (HTTP/3)']/skipped") is not None
+    assert suite.find("testcase[@name='https://b.example/ (ECH)']") is None
 
 
 def test_textfile_is_written_for_node_exporter(tmp_path: Path) -> None:

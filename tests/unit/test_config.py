@@ -65,6 +65,7 @@ targets:
   - url: http://telegram.example/path?q=1
     service: telegram
   - url: https://bare.example
+    clienthello: always
 """,
         "t.yaml",
     )
@@ -77,6 +78,8 @@ targets:
         ("telegram", "http://telegram.example/path?q=1", ""),
         ("bare.example", "https://bare.example/", ""),
     ]
+    assert [t.clienthello for t in config.targets] == ["", "", "", "always"]
+    assert s.clienthello == "auto"
 
 
 @pytest.mark.parametrize(
@@ -123,6 +126,10 @@ targets:
             "t.yaml:2: settings.public_ranges[0]: '10.0.0.0/33' is not a CIDR range",
         ),
         ("targets:\n  - url: https://a.example:99999/\n", "t.yaml:2: targets[0].url:"),
+        (
+            "targets:\n  - url: https://a.example/\n    clienthello: sometimes\n",
+            "t.yaml:3: targets[0].clienthello: expected one of auto, always, never",
+        ),
     ],
 )
 def test_broken_yaml_names_file_line_and_key(text: str, message: str) -> None:
@@ -289,6 +296,7 @@ def test_the_fast_reading_of_a_plain_url_is_the_general_ones(url: str) -> None:
         ({"country": "Russia"}, "country: expected a two-letter country code"),
         ({"resolvers": ("system", "nonsense")}, "resolvers: 'nonsense' is not a resolver"),
         ({"quic": "sometimes"}, "quic: expected one of auto, always, never"),
+        ({"clienthello": "yes"}, "clienthello: expected one of auto, always, never"),
         ({"remote_verify_answers": "no"}, "remote_verify_answers: expected true or false"),
     ],
 )

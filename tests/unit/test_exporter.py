@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import gzip
 import json
+from dataclasses import replace
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -102,7 +103,13 @@ def test_render_is_exactly_what_prometheus_client_renders() -> None:
     c.record(
         result("https://c.example/", Verdict.THROTTLED, Blocking(Layer.HTTP, Method.THROTTLED))
     )
+    ech = Diagnosis(Verdict.BLOCKED, Blocking(Layer.TLS, Method.TIMEOUT), "ECH blocked", "")
+    c.record(replace(result("https://d.example/", Verdict.ACCESSIBLE), ech=ech))
     assert render(c) == generate_latest(registry(c))
+    text = render(c).decode()
+    assert 'censorprobe_target_ech_verdict{country="CN",service_name="clubhouse",' in text
+    assert 'target="https://d.example/",vantage="vp\\"1\\\\",verdict="blocked"} 1.0' in text
+    assert 'censorprobe_target_ech_blocking{country="CN",layer="tls",method="timeout"' in text
     c.relabel("vp2", "RU")
     assert render(c) == generate_latest(registry(c))
     assert b'vantage="vp2"' in render(c)

@@ -13,7 +13,7 @@ from probe.model import (
     TCPObservation,
     TLSObservation,
 )
-from probe.verdict.regime import Canary, judge_regime
+from probe.verdict.regime import Canary, answered, judge_regime
 from probe.vocabulary import Failure, Regime
 
 F = Failure
@@ -209,3 +209,31 @@ def test_the_evidence_says_what_each_canary_saw() -> None:
         "https://gov.example.ru/ (inside): HTTP 200",
         "https://example.com/ (abroad): TCP connected, then TLS timeout",
     )
+
+
+def test_answered_means_an_http_answer_of_any_status() -> None:
+    t = Target.parse(NEUTRAL)
+    assert not answered(Measurement(t, 0.0))
+    failed = HTTPObservation(t.url, 3.0, F.TIMEOUT, "no byte", address=ADDRESS)
+    assert not answered(Measurement(t, 0.0, http=failed))
+    assert answered(Measurement(t, 0.0, http=HTTPObservation(t.url, 0.1, status=503)))
+
+
+def test_a_canary_that_resolved_nothing_and_had_no_route_named_is_no_answer() -> None:
+    """Nothing resolved and no lookup failed for want of a route (an empty measurement): DNS gave
+    no answer, not "no route"."""
+    _, _, evidence = judge_regime([Canary("abroad", Measurement(Target.parse(NEUTRAL), 0.0))])
+    assert evidence == ("https://example.com/ (abroad): DNS no_answer",)
+
+
+def test_tls_failing_at_one_address_and_working_at_another_is_an_http_failure() -> None:
+    t = Target.parse(NEUTRAL)
+    dns = (DNSObservation("system", "system", "A+AAAA", 0.01, "NOERROR", (ADDRESS, "2001:db8::1")),)
+    tcp = (TCPObservation(ADDRESS, 443, 0.01), TCPObservation("2001:db8::1", 443, 0.01))
+    tls = (
+        TLSObservation(ADDRESS, 443, t.host, 0.02, F.RESET),
+        TLSObservation("2001:db8::1", 443, t.host, 0.02),
+    )
+    http = HTTPObservation(t.url, 3.0, F.TIMEOUT, "no byte", address="2001:db8::1")
+    _, _, evidence = judge_regime([Canary("abroad", Measurement(t, 0.0, dns, tcp, tls, http=http))])
+    assert evidence == ("https://example.com/ (abroad): TCP connected, then HTTP timeout",)

@@ -12,10 +12,11 @@ import pytest
 
 from probe.cli.formats import Unmeasured
 from probe.config import Settings
-from probe.engine import flow, schedule
+from probe.engine import flow, schedule, variants
+from probe.engine.deadline import Budget
 from probe.engine.runtime import Runtime, Transport
 from probe.engine.schedule import unmeasured
-from probe.model import Measurement, RegimeReport, Target
+from probe.model import HelloPath, Measurement, RegimeReport, Target
 from probe.policy import AddressPolicy
 from probe.verdict.fingerprints import BUILTIN
 from probe.vocabulary import Regime
@@ -200,6 +201,9 @@ def test_under_a_regime_what_fails_is_the_regimes(
 
 
 def test_the_control_is_not_asked_where_its_canary_did_not_answer() -> None:
+    alone = runtime(control=None)
+    alone.regime = report(Regime.ALLOWLIST, ("https://example.com/",))
+    assert schedule.control_out_of_reach(alone) is None  # no control to keep out
     rt = runtime(control="https://control.example.org")
     assert schedule.control_out_of_reach(rt) is None  # no survey yet
     rt.regime = report(Regime.ALLOWLIST, ("https://example.com/",))
@@ -218,3 +222,18 @@ async def test_a_control_out_of_reach_is_not_asked_and_says_why(
     r = await schedule.measure_and_judge(T, rt)
     assert asked == []
     assert r.control is not None and "out of reach" in (r.control.error or "")
+
+
+async def test_no_clienthello_variant_goes_under_a_regime_or_where_it_is_not_wanted() -> None:
+    """The variants go where the target's own handshake failed — but not under a regime, not
+    with `clienthello: never`, never for an http:// target (nothing is sent: no address here
+    could be reached)."""
+    failed = m([system("192.0.2.10")], [tcp()], [tls(failure="reset")])
+    rt = runtime()
+    rt.regime = report(Regime.SHUTDOWN, ())
+    path = await variants.measure(T, rt, failed, Budget(5.0))
+    assert path == HelloPath(skipped="the vantage's network regime is shutdown, not normal")
+    never = await variants.measure(T, runtime(clienthello="never"), failed, Budget(5.0))
+    assert never == HelloPath(skipped="clienthello: never")
+    plain = Target.parse("http://www.clubhouse.com/")
+    assert await variants.measure(plain, runtime(), failed, Budget(5.0)) is None

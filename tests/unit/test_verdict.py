@@ -475,13 +475,6 @@ WITH_CONTROL = [
         None,
     ),
     (
-        "a rate-limit challenge (429) is the site's too",
-        m([system(A)], [tcp()], [], [], replace(CHALLENGE, status=429), target=HTTP_T),
-        ctl(target=HTTP_T),
-        "accessible",
-        None,
-    ),
-    (
         "challenge markers without the vendor's header lower nothing: a diff",
         m([system(A)], [tcp()], [], [], replace(CHALLENGE, headers={}), target=HTTP_T),
         ctl(target=HTTP_T),
@@ -904,6 +897,9 @@ def test_a_stall_inside_the_first_tls_record_counts_the_bytes_on_the_wire() -> N
         (403, {"x-sucuri-id": "1"}, "Sucuri WebSite Firewall - Access Denied", "Sucuri"),
         (403, {"server": "ddos-guard"}, "<title>DDoS-Guard</title>", "DDoS-Guard"),
         (202, {"x-amzn-waf-action": "challenge"}, "", "AWS WAF"),
+        (403, {"x-amzn-waf-action": "captcha"}, "", "AWS WAF"),
+        (405, {"x-amzn-waf-action": "challenge"}, "", "AWS WAF"),
+        (429, {"server": "cloudflare"}, "<title>Just a moment...</title>", "Cloudflare"),
         (200, {"server": "cloudflare"}, "<title>Just a moment...</title>", None),  # a page
         (503, {"server": "nginx"}, "<title>Just a moment...</title>", None),  # no vendor
         (503, {"server": "cloudflare"}, "<title>Service unavailable</title>", None),  # no marker
@@ -997,3 +993,20 @@ def test_the_control_failing_at_one_of_two_failed_addresses_is_not_down() -> Non
     control = ctl(dns_=(system(A, B),), tcp_=(tcp(A, failure="timeout"),), tls_=(), http_=None)
     v = judge(meas, control, public_ranges=PUBLIC)
     assert v.verdict == "inconclusive", v.explanation
+
+
+def test_a_rate_limit_challenge_is_named_as_the_sites_challenge() -> None:
+    """429 with a vendor's challenge page: the site's bot defence, named (not merely a client
+    the site rate-limits)."""
+    limited = m([system(A)], [tcp()], [], [], replace(CHALLENGE, status=429), target=HTTP_T)
+    v = judge(limited, ctl(target=HTTP_T), public_ranges=PUBLIC)
+    assert v.verdict == "accessible"
+    assert "Cloudflare's browser check" in v.explanation
+
+
+def test_a_public_answer_beside_a_control_that_resolves_to_loopback_is_not_down() -> None:
+    """Only where both sides resolve to special-purpose addresses does the name point nowhere."""
+    meas = m([system(B)], [tcp(B)], [tls(B, failure="reset")])
+    control = ctl(dns_=(system("127.0.0.1"),), tcp_=(), tls_=(), http_=page())
+    v = judge(meas, control, public_ranges=PUBLIC)
+    assert "special-purpose" not in v.explanation, v.explanation
