@@ -162,6 +162,7 @@ def test_what_the_variants_say(
         path("always", **EVERY),  # every variant answered: nothing to say
         path("failed", baseline=F.RESET),  # no harmless name to compare with
         path("failed", harmless=None),  # no baseline to compare with
+        path("always", **EVERY, ech=F.TIMEOUT, ech_outer=None),  # ECH's own verdict says it
     ],
 )
 def test_variants_that_tell_nothing_say_nothing(hello: HelloPath | None) -> None:
@@ -225,3 +226,9 @@ def test_routes_of_a_reset_handshake_and_an_answered_http3() -> None:
     seen = routes(result(reset, quic=quic))
     assert (seen["tls"].outcome, seen["tls"].detail) == ("fails", "TLS reset")
     assert (seen["http3"].outcome, seen["http3"].detail) == ("through", "HTTP/3 200 'News'")
+
+
+def test_routes_where_only_the_ech_variants_went() -> None:
+    seen = routes(result(measured(path("ech", ech=None, ech_outer=None), PUBLISHED)))
+    assert (seen["tls_pq"].outcome, seen["tls_pq"].detail) == ("not_measured", "not sent")
+    assert (seen["split"].outcome, seen["split"].detail) == ("not_measured", "not sent")
