@@ -194,6 +194,7 @@ class Workload:
             "--no-resolv",
             "--no-hosts",
             f"--addn-hosts={hosts}",
+            f"--local=/{ZONE}/",  # its names' other types (AAAA, HTTPS) are NODATA, not REFUSED
             f"--listen-address={SERVER_IP}",
             "--bind-interfaces",
             "--cache-size=0",

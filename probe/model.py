@@ -61,7 +61,8 @@ class Target:
 
     @property
     def scheme(self) -> str:
-        return url_parts(self.url).scheme
+        """http or https (`parse` takes no other: every step asks)."""
+        return "https" if self.url[:6].lower() == "https:" else "http"
 
     @property
     def port(self) -> int:

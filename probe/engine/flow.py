@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin, urlsplit
 
@@ -44,6 +44,9 @@ from probe.model import (
 from probe.policy import family, is_ip_literal
 from probe.vocabulary import Failure, Step
 
+# how long after a measurement's end its HTTPS records are still awaited (a resolver that drops
+# type-65 queries delays each result by this much, no more)
+HTTPS_RECORD_GRACE = 1.0
 # TLS failures after which a harmless SNI to the same address is worth one handshake
 SNI_CHECK_AFTER = frozenset(
     {Failure.RESET, Failure.TIMEOUT, Failure.EOF, Failure.ALERT, Failure.PROTOCOL}
@@ -124,25 +127,26 @@ class _Flow:
 
     # --- DNS --------------------------------------------------------------------------------
 
-    async def https_records(self, host: str) -> list[HTTPSRecordObservation]:
-        """The host's HTTPS record (type 65) from every configured resolver at once; for the
-        system resolver, which has no API for it, from the first nameserver it is set to."""
-        from probe.measure import svcb  # dnspython, only where ClientHello variants may go
+    def https_records(self, host: str) -> dict[str, asyncio.Task[HTTPSRecordObservation]]:
+        """The host's HTTPS record (type 65) asked of every configured resolver at once, by
+        resolver (for the system resolver, which has no API for it, its first nameserver, as the
+        run's network check found it)."""
+        from probe.measure import svcb
 
         timeout = self.budget.take(self.s.timeout, Step.DNS)
-        asks = []
+        asks: dict[str, Coroutine[None, None, HTTPSRecordObservation]] = {}
         for resolver in self.s.resolvers:
             if resolver == "system":
-                servers, _ = system.nameservers()
-                if servers:
-                    label = f"system ({servers[0]})"
-                    asks.append(svcb.ask_udp(host, servers[0], 53, timeout, label))
+                server = self.rt.network.nameserver
+                if server is not None:
+                    label = f"system ({server})"
+                    asks[label] = svcb.ask_udp(host, self.rt.resolver(server, 53), timeout, label)
             elif resolver.startswith("https://"):
-                asks.append(svcb.ask_doh(host, resolver, self.rt.session(), timeout))
+                asks[resolver] = svcb.ask_doh(host, resolver, self.rt.session(), timeout)
             else:
-                address, port = parse_resolver_address(resolver)
-                asks.append(svcb.ask_udp(host, address, port, timeout, resolver))
-        return list(await asyncio.gather(*asks))
+                udp = self.rt.resolver(*parse_resolver_address(resolver))
+                asks[resolver] = svcb.ask_udp(host, udp, timeout, resolver)
+        return {label: asyncio.ensure_future(ask) for label, ask in asks.items()}
 
     async def resolve(self, host: str) -> list[DNSObservation]:
         """Every configured resolver, at once; A and AAAA from those asked per type."""
@@ -406,20 +410,40 @@ async def measure(
 
     `extra_addresses` are tested too (the control tries the vantage's); `on_dns` is called
     with the addresses found, so the control can be asked while the probe goes on. Where the
-    target's ClientHello variants may go, its HTTPS record is asked beside, and awaited last: a
-    resolver that does not answer type 65 delays nothing else.
+    target's ClientHello variants may go, its HTTPS record is asked beside, and awaited last, at
+    most HTTPS_RECORD_GRACE past the measurement's end.
     """
     flow = _Flow(target, rt, budget)
-    records = None
-    if _asks_https_record(target, rt.settings):
-        records = asyncio.ensure_future(flow.https_records(target.host))
+    records = flow.https_records(target.host) if _asks_https_record(target, rt.settings) else {}
     try:
-        m = await _measure(flow, extra_addresses, on_dns)
+        return await _measure(flow, extra_addresses, on_dns, records)
     except BaseException:
-        if records is not None:
-            records.cancel()
+        for task in records.values():
+            task.cancel()
         raise
-    return m if records is None else replace(m, https_records=tuple(await records))
+
+
+async def _seen(
+    records: dict[str, asyncio.Task[HTTPSRecordObservation]],
+) -> tuple[HTTPSRecordObservation, ...]:
+    """The HTTPS records' answers: what has not come by the measurement's end and
+    HTTPS_RECORD_GRACE more is a timeout."""
+    pending = [task for task in records.values() if not task.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=HTTPS_RECORD_GRACE)
+        for task in pending:
+            task.cancel()
+    return tuple(map(_answered_record, records.items()))
+
+
+def _answered_record(
+    ask: tuple[str, asyncio.Task[HTTPSRecordObservation]],
+) -> HTTPSRecordObservation:
+    label, task = ask
+    if task.done() and not task.cancelled():
+        return task.result()
+    why = f"no answer by the measurement's end and {HTTPS_RECORD_GRACE:g} s more"
+    return HTTPSRecordObservation(label, 0.0, failure=Failure.TIMEOUT, error=why)
 
 
 def _asks_https_record(target: Target, s: Settings) -> bool:
@@ -435,7 +459,10 @@ def _asks_https_record(target: Target, s: Settings) -> bool:
 
 
 async def _measure(
-    flow: _Flow, extra_addresses: Sequence[str], on_dns: Callable[[list[str]], None] | None
+    flow: _Flow,
+    extra_addresses: Sequence[str],
+    on_dns: Callable[[list[str]], None] | None,
+    records: dict[str, asyncio.Task[HTTPSRecordObservation]],
 ) -> Measurement:
     target, budget = flow.target, flow.budget
     started = time.time()
@@ -492,6 +519,7 @@ async def _measure(
         tuple(flow.notes),
         deadline=budget.seconds,
         ran_out=ran_out,
+        https_records=await _seen(records) if records else (),
     )
 
 

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 from probe.config import ConfigError, Settings
 from probe.measure import tls
 from probe.measure.clock import within
+from probe.measure.dnswire import Resolver
 from probe.measure.failure import describe
+from probe.measure.system import nameservers
 from probe.model import RegimeReport, url_parts
 from probe.policy import AddressPolicy
 from probe.verdict.fingerprints import BUILTIN, Fingerprint, parse_csv
@@ -34,12 +36,22 @@ USER_AGENT = "censorprobe"
 
 
 class Transport:
-    """The aiohttp session for the probe's own HTTP, created on first use and shared by every
-    runtime of the process (a reload keeps it)."""
+    """The aiohttp session for the probe's own HTTP and the UDP sockets of its HTTPS-record
+    queries, created on first use and shared by every runtime of the process (a reload keeps
+    them)."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self._resolvers: dict[tuple[str, int], Resolver] = {}
+
+    def resolver(self, address: str, port: int) -> Resolver:
+        """The UDP socket the process's queries of one resolver share (its targets' HTTPS
+        records), opened on first use."""
+        key = (address, port)
+        if key not in self._resolvers:
+            self._resolvers[key] = Resolver(address, port)
+        return self._resolvers[key]
 
     def session(self, context: ssl.SSLContext) -> aiohttp.ClientSession:
         if self._session is None:
@@ -56,6 +68,9 @@ class Transport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        for resolver in self._resolvers.values():
+            resolver.close()
+        self._resolvers.clear()
 
 
 # A documentation address: connecting a UDP socket to it looks the route up and sends nothing.
@@ -66,13 +81,17 @@ QUIC_CHECK_TIMEOUT = 3.0  # a version negotiation answers within a round trip
 
 class Network:
     """What this vantage's network can do, found once per run, not per target: whether it has
-    working IPv6, and whether its UDP/443 reaches the internet (QUIC). Without that every
+    working IPv6, whether its UDP/443 reaches the internet (QUIC), its system resolver's first
+    nameserver. Without that every
     dual-stack target would fail over IPv6, and every HTTP/3 path on a network that filters UDP
     (hotels, offices) would fail: such a vantage must say "not measured", never "blocked"."""
 
     def __init__(self) -> None:
         self.ipv6_problem: str | None = None  # why IPv6 cannot be measured here
         self.quic_problem: str | None = None  # why QUIC cannot be measured here
+        # the system resolver's first nameserver: its targets' HTTPS records are asked of it
+        # (getaddrinfo has no way to ask for type 65)
+        self.nameserver: str | None = None
         self._checked: float | None = None
 
     async def check(self, settings: Settings) -> None:
@@ -81,6 +100,7 @@ class Network:
         if self._checked is not None and now - self._checked < CHECK_EVERY:
             return
         self._checked = now
+        self.nameserver = next(iter(nameservers()[0]), None)
         self.ipv6_problem, self.quic_problem = await asyncio.gather(
             _ipv6_problem(settings), _quic_problem(settings)
         )
@@ -224,6 +244,9 @@ class Runtime:
 
     def session(self) -> aiohttp.ClientSession:
         return self.transport.session(self.verify)
+
+    def resolver(self, address: str, port: int) -> Resolver:
+        return self.transport.resolver(address, port)
 
     @classmethod
     async def open(

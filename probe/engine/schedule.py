@@ -153,7 +153,7 @@ async def _settled(
         measurements.append(await measure())
         diagnoses.append(judged(measurements[-1]))
     settled, used = settle(diagnoses)
-    return settled, replace(measurements[used], quic=first.quic)
+    return settled, first if used == 0 else replace(measurements[used], quic=first.quic)
 
 
 async def _remote(target: Target, rt: Runtime, deadline: Deadline) -> Result:
@@ -202,6 +202,8 @@ async def _with_variants(
     path = await variants.measure(target, rt, m, deadline.hello())
     if path is None:
         return m
+    if not path.variants:  # none sent: nothing took time
+        return replace(m, hello=path)
     took = time.perf_counter() - start
     return replace(m, hello=path, timings={**m.timings, str(Step.CLIENTHELLO): took})
 

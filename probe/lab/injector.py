@@ -11,6 +11,7 @@ an AAAA record (a Teredo address, 2001::/32, as the GFW's) for AAAA queries of i
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import socket
 import struct
 from collections.abc import Iterable
@@ -21,6 +22,33 @@ import dns.rrset
 
 ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4
+
+
+# Classic BPF, run by the kernel on each packet the packet socket would copy (from the IP
+# header on, as SOCK_DGRAM gives it): UDP to port 53 in an unfragmented datagram is kept, the
+# rest never reaches the socket. Without it the socket copies every packet crossing the border:
+# in a busy round its buffer fills while the process is busy, and the queries to forge are
+# dropped with the rest (a censor that misses injections under load).
+_SO_ATTACH_FILTER = 26
+_DNS_QUERIES = (
+    (0x30, 0, 0, 9),  # A = the IP protocol
+    (0x15, 0, 6, socket.IPPROTO_UDP),  # not UDP: drop
+    (0x28, 0, 0, 6),  # A = flags and fragment offset
+    (0x45, 4, 0, 0x1FFF),  # a fragment after the first: drop
+    (0xB1, 0, 0, 0),  # X = the IP header's length
+    (0x48, 0, 0, 2),  # A = the UDP destination port
+    (0x15, 0, 1, 53),  # not 53: drop
+    (0x06, 0, 0, 0xFFFF),  # keep (up to 64 KiB)
+    (0x06, 0, 0, 0),  # drop
+)
+
+
+def _only_dns_queries(sock: socket.socket) -> None:
+    program = ctypes.create_string_buffer(
+        b"".join(struct.pack("HBBI", *instruction) for instruction in _DNS_QUERIES)
+    )
+    fprog = struct.pack("HL", len(_DNS_QUERIES), ctypes.addressof(program))
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)  # the kernel copies it
 
 
 class Injector:
@@ -42,6 +70,7 @@ class Injector:
 
     def start(self) -> Injector:
         self._sniff = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+        _only_dns_queries(self._sniff)
         self._sniff.bind((self.interface, 0))
         self._sniff.setblocking(False)
         self._send = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)

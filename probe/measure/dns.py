@@ -5,13 +5,12 @@ Over UDP the socket stays open `window` seconds after the first answer: an on-pa
 answers first and the real resolver later, so two different answers to one query are the
 evidence of injection. An ICMP port-unreachable from an address that also "answered" means
 something on the path answered for a host that runs no resolver. A flood of replies (an injector,
-or an attacker) is bounded: the first `MAX_REPLIES` are kept, the rest only counted.
+or an attacker) is bounded: the first `dnswire.MAX_REPLIES` are kept, the rest only counted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import struct
 import time
 from collections.abc import Sequence
 
@@ -22,6 +21,7 @@ import dns.rcode
 import dns.rdatatype
 
 from probe.measure.clock import within
+from probe.measure.dnswire import Listener, exchange_tcp
 from probe.measure.failure import classify, describe
 from probe.measure.system import MAX_ADDRESSES
 from probe.model import DNSObservation, DNSResponse
@@ -32,32 +32,7 @@ RCODE_FAILURES = {
     "SERVFAIL": Failure.SERVFAIL,
     "REFUSED": Failure.REFUSED,
 }
-MAX_REPLIES = 16  # replies kept per query; more are counted in `replies_dropped`
 MAX_MESSAGE = 65535
-
-
-class _Listener(asyncio.DatagramProtocol):
-    """Collects the datagrams for one query (up to the cap), and notes an ICMP error."""
-
-    def __init__(self) -> None:
-        self.datagrams: list[tuple[float, bytes]] = []
-        self.dropped = 0
-        self.icmp_error: OSError | None = None
-        self.icmp_time: float | None = None
-        self.arrived = asyncio.Event()
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        if len(self.datagrams) >= MAX_REPLIES:
-            self.dropped += 1
-            return
-        self.datagrams.append((time.perf_counter(), data))
-        self.arrived.set()
-
-    def error_received(self, exc: Exception) -> None:
-        if isinstance(exc, OSError) and self.icmp_error is None:
-            self.icmp_error = exc
-            self.icmp_time = time.perf_counter()
-        self.arrived.set()
 
 
 async def resolve_udp(
@@ -76,7 +51,7 @@ async def resolve_udp(
     loop = asyncio.get_running_loop()
     start = time.perf_counter()
     deadline = start + timeout
-    listener = _Listener()
+    listener = Listener()
     try:
         transport, _ = await loop.create_datagram_endpoint(
             lambda: listener, remote_addr=(address, port)
@@ -147,50 +122,11 @@ def _addresses(message: dns.message.Message, rdtype: int) -> tuple[tuple[str, ..
     return tuple(addresses[:MAX_ADDRESSES]), (min(ttls) if ttls else None)
 
 
-async def exchange_udp(
-    query: dns.message.Message, address: str, port: int, timeout: float
-) -> dns.message.Message:
-    """One query over UDP: the first reply that answers it (over TCP where it is truncated);
-    TimeoutError where none does in time."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    listener = _Listener()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: listener, remote_addr=(address, port)
-    )
-    try:
-        transport.sendto(query.to_wire())
-        handled = 0
-        while True:
-            for _, data in listener.datagrams[handled:]:
-                _, message = _parse_reply(query, data, 0.0)
-                if message is not None:
-                    if message.flags & dns.flags.TC:
-                        return await query_tcp(query, address, port, deadline - loop.time())
-                    return message
-            handled = len(listener.datagrams)
-            if listener.icmp_error is not None:
-                raise listener.icmp_error
-            listener.arrived.clear()
-            async with within(deadline - loop.time()):
-                await listener.arrived.wait()
-    finally:
-        transport.close()
-
-
 async def query_tcp(
     query: dns.message.Message, address: str, port: int, timeout: float
 ) -> dns.message.Message:
-    """One query over TCP (RFC 1035 4.2.2: a two-byte length before each message)."""
-    async with within(timeout):
-        reader, writer = await asyncio.open_connection(address, port)
-        try:
-            wire = query.to_wire()
-            writer.write(struct.pack("!H", len(wire)) + wire)
-            (length,) = struct.unpack("!H", await reader.readexactly(2))
-            message = dns.message.from_wire(await reader.readexactly(length))
-        finally:
-            writer.close()
+    """One query over TCP."""
+    message = dns.message.from_wire(await exchange_tcp(query.to_wire(), address, port, timeout))
     if not query.is_response(message):
         raise ValueError("the TCP reply does not match the query")
     return message
@@ -205,7 +141,7 @@ async def _tcp_fallback(
     start: float,
     deadline: float,
     responses: list[DNSResponse],
-    listener: _Listener,
+    listener: Listener,
 ) -> DNSObservation:
     """The UDP answer was truncated: ask again over TCP, keeping the UDP replies as evidence."""
     try:
@@ -244,7 +180,7 @@ def _observation(
     start: float,
     message: dns.message.Message | None,
     responses: Sequence[DNSResponse],
-    listener: _Listener | None,
+    listener: Listener | None,
 ) -> DNSObservation:
     elapsed = time.perf_counter() - start
     icmp_error = listener.icmp_error if listener is not None else None

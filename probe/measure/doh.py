@@ -36,16 +36,14 @@ def classify_client_error(exc: Exception) -> tuple[Failure, str]:
     return failure, error
 
 
-async def exchange(
-    query: dns.message.Message, url: str, session: aiohttp.ClientSession, timeout: float
-) -> bytes:
+async def exchange(wire: bytes, url: str, session: aiohttp.ClientSession, timeout: float) -> bytes:
     """The answer's bytes; ValueError where the server answers no DNS message (an HTTP status
     other than 200, an answer too large for DNS), another exception where the exchange fails."""
     async with (
         within(timeout),
         session.post(
             url,
-            data=query.to_wire(),
+            data=wire,
             headers={
                 "content-type": "application/dns-message",
                 "accept": "application/dns-message",
@@ -64,7 +62,7 @@ async def resolve(
     query.id = 0  # RFC 8484 4.1: use 0 for cache friendliness
     start = time.perf_counter()
     try:
-        data = await exchange(query, url, session, timeout)
+        data = await exchange(query.to_wire(), url, session, timeout)
     except ValueError as exc:  # not a DNS answer
         return DNSObservation(
             url, "doh", qtype, time.perf_counter() - start, failure=Failure.PROTOCOL, error=str(exc)

@@ -14,12 +14,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-import dns.message
-import dns.rcode
-import dns.rdatatype
-import dns.rdtypes.svcbbase
-
-from probe.measure.dns import exchange_udp
+from probe.measure import dnswire
 from probe.measure.failure import classify, describe
 from probe.model import HTTPSRecordObservation, PublishedECH, check_host
 from probe.vocabulary import Failure
@@ -27,41 +22,44 @@ from probe.vocabulary import Failure
 if TYPE_CHECKING:
     import aiohttp
 
+HTTPS = 65  # the record type
 ECH_VERSION = 0xFE0D
+ECH_PARAM = 5  # the SvcParamKey of `ech`
 MAX_CONFIGS = 8  # configurations kept per answer
 
 
-def query(host: str) -> dns.message.Message:
-    return dns.message.make_query(host, dns.rdatatype.HTTPS)
-
-
 async def ask_udp(
-    host: str, address: str, port: int, timeout: float, label: str
+    host: str, resolver: dnswire.Resolver, timeout: float, label: str
 ) -> HTTPSRecordObservation:
     """One resolver over UDP (TCP where truncated)."""
     start = time.perf_counter()
     try:
-        message = await exchange_udp(query(host), address, port, timeout)
+        wire, reply = await resolver.ask(host, HTTPS, timeout)
+        if dnswire.header(reply)[2]:  # truncated: again over TCP
+            left = max(0.1, timeout - (time.perf_counter() - start))
+            reply = await dnswire.exchange_tcp(wire, resolver.address, resolver.port, left)
+            if not dnswire.answers(wire, reply):
+                raise ValueError("the TCP reply does not match the query")
     except Exception as exc:
         failure, error = classify(exc)
+        if failure is Failure.UNKNOWN:
+            failure = Failure.PROTOCOL  # not an answer to this query
         elapsed = time.perf_counter() - start
         return HTTPSRecordObservation(label, elapsed, failure=failure, error=error)
-    return observe(label, start, message)
+    return observe(label, start, reply)
 
 
 async def ask_doh(
     host: str, url: str, session: aiohttp.ClientSession, timeout: float
 ) -> HTTPSRecordObservation:
-    """One DoH resolver (RFC 8484, POST)."""
+    """One DoH resolver (RFC 8484, POST; message id 0, as 4.1 asks)."""
     from probe.measure import doh
 
-    q = query(host)
-    q.id = 0  # RFC 8484 4.1
+    wire = dnswire.query(host, HTTPS, message_id=0)
     start = time.perf_counter()
     try:
-        data = await doh.exchange(q, url, session, timeout)
-        message = dns.message.from_wire(data, ignore_trailing=True)
-        if not q.is_response(message):
+        reply = await doh.exchange(wire, url, session, timeout)
+        if not dnswire.answers(wire, reply):
             raise ValueError("the reply does not match the query")
     except Exception as exc:
         failure, error = doh.classify_client_error(exc)
@@ -69,24 +67,34 @@ async def ask_doh(
             failure = Failure.PROTOCOL  # not DNS, or not an answer to this query
         elapsed = time.perf_counter() - start
         return HTTPSRecordObservation(url, elapsed, failure=failure, error=error)
-    return observe(url, start, message)
+    return observe(url, start, reply)
 
 
-def observe(label: str, start: float, message: dns.message.Message) -> HTTPSRecordObservation:
-    """What one answer says: its rcode, its HTTPS records and their ECH configurations."""
+def observe(label: str, start: float, reply: bytes) -> HTTPSRecordObservation:
+    """What one answer says: its rcode, its HTTPS records and their ECH configurations. Only an
+    answer that holds records is parsed (with dnspython, imported then)."""
     elapsed = time.perf_counter() - start
-    rcode = dns.rcode.to_text(message.rcode())
+    rcode, count, _ = dnswire.header(reply)
     if rcode not in ("NOERROR", "NXDOMAIN"):
         return HTTPSRecordObservation(
             label, elapsed, rcode, failure=Failure.PROTOCOL, error=f"the resolver answered {rcode}"
         )
+    if count == 0:
+        return HTTPSRecordObservation(label, elapsed, rcode)
+    import dns.message
+
+    try:
+        message = dns.message.from_wire(reply, ignore_trailing=True)
+    except Exception as exc:  # dnspython raises many types on hostile bytes
+        error = f"malformed reply: {describe(exc)}"
+        return HTTPSRecordObservation(label, elapsed, rcode, failure=Failure.PROTOCOL, error=error)
     records, configs, problems = 0, [], []
     for rrset in message.answer:
-        if rrset.rdtype != dns.rdatatype.HTTPS:
+        if rrset.rdtype != HTTPS:
             continue
         for rd in rrset:
             records += 1
-            param = rd.params.get(dns.rdtypes.svcbbase.ParamKey.ECH)
+            param = rd.params.get(ECH_PARAM)
             if param is None:
                 continue
             found, problem = parse_configs(param.ech)

@@ -66,7 +66,7 @@ async def test_a_plain_check_imports_no_server_dns_or_quic_library(
 ) -> None:
     """What a `check` costs at start: the web server (aiohttp), dnspython, cryptography and
     aioquic are each a tenth of a second or more, and a plain HTTPS check needs none of them
-    (of a public name, it asks the HTTPS record with dnspython, ~0.08 s; not of localhost)."""
+    (a public name's HTTPS record is asked and read without dnspython, unless it holds one)."""
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
     url = f"https://localhost:{tls_origin}/"
     code, out, err = await censorprobe(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import dns.message
@@ -18,6 +19,8 @@ from probe.lab import relay
 from probe.lab import scenarios as lab
 from probe.lab.dnsserver import DNSServer, Replies
 from probe.lab.servers import ech_config_list
+from probe.measure import dnswire, svcb
+from probe.vocabulary import Failure
 from tests.loopback.conftest import page, server_context
 from tests.loopback.test_cli import censorprobe
 
@@ -46,7 +49,7 @@ async def zone() -> AsyncIterator[Zone]:
 
 @pytest.fixture
 async def origin(web_server: Start, ca: trustme.CA) -> int:
-    context = server_context(ca, "ech.test", "plain.test", lab.ECH_PUBLIC_NAME)
+    context = server_context(ca, "ech.test", "plain.test", "mute.test", lab.ECH_PUBLIC_NAME)
     return await web_server(page("The site"), context)
 
 
@@ -146,3 +149,64 @@ async def test_routes_say_what_gets_through(zone: Zone, origin: int, ca_file: st
         assert len(r["evidence"]["probe"]["hello"]["variants"]) == 8  # every variant
     finally:
         server.close()
+
+
+class Forgetful(Zone):
+    """Drops the first query for each HTTPS record (a datagram lost), answers the next; never
+    answers those of `mute.test` (a resolver, or a box before it, that drops type 65)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def handle(self, query: dns.message.Message) -> Replies:
+        name = query.question[0].name.to_text(omit_final_dot=True)
+        https = query.question[0].rdtype == dns.rdatatype.HTTPS
+        if https and (name == "mute.test" or name not in self.seen):
+            self.seen.add(name)
+            return []
+        return super().handle(query)
+
+
+async def test_a_lost_query_is_sent_again_and_a_silent_resolver_delays_little(
+    origin: int, ca_file: str
+) -> None:
+    async with Forgetful() as zone:
+        urls = (f"https://ech.test:{origin}/", f"https://mute.test:{origin}/")
+        started = asyncio.get_running_loop().time()
+        code, out, _ = await censorprobe(
+            "check", "--resolver", zone.address, "--ca-file", ca_file, "--timeout", "10",
+            "--format", "json", *urls,
+        )  # fmt: skip
+        took = asyncio.get_running_loop().time() - started
+    by_url = {r["url"]: r for r in json.loads(out)["results"]}
+    assert code == 0, [r["explanation"] for r in by_url.values()]
+    published, mute = (by_url[u] for u in urls)
+    assert published["ech"]["verdict"] == "accessible"  # its second query was answered
+    (record,) = mute["evidence"]["probe"]["https_records"]
+    assert record["failure"] == "timeout"
+    assert "no answer by the measurement's end and 1 s more" in record["error"]
+    assert mute["ech"]["verdict"] == "not_measured"
+    assert took < 8.0  # the silent resolver did not hold the result for its 10 s timeout
+
+
+async def test_a_burst_of_queries_shares_a_few_sockets(zone: Zone) -> None:
+    resolver = dnswire.Resolver(zone.host, zone.port)
+    try:
+        asks = [resolver.ask("ech.test" if i % 2 else "plain.test", 65, 5.0) for i in range(200)]
+        replies = await asyncio.gather(*asks)
+        assert all(dnswire.answers(wire, reply) for wire, reply in replies)
+        assert [dnswire.header(reply)[1] for _, reply in replies[:2]] == [0, 1]
+        assert len(resolver.sockets) == 4  # 200 queries at once, 64 at most on a socket
+        assert all(not s.pending for s in resolver.sockets)
+    finally:
+        resolver.close()
+
+
+async def test_no_resolver_at_the_address_fails_at_once() -> None:
+    unused = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    unused.bind(("127.0.0.1", 0))
+    port = unused.getsockname()[1]
+    unused.close()  # nothing listens there now: the kernel answers with an ICMP error
+    record = await svcb.ask_udp("ech.test", dnswire.Resolver("127.0.0.1", port), 5.0, "here")
+    assert record.failure is Failure.REFUSED, record  # at once, not a timeout after resends

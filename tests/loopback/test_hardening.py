@@ -24,7 +24,7 @@ from aiohttp import web
 
 from probe.lab.dnsserver import DNSServer, Replies
 from probe.measure import dns as measure_dns
-from probe.measure.dns import MAX_REPLIES
+from probe.measure.dnswire import MAX_REPLIES
 from tests.conftest import free_port, require_root
 from tests.loopback.conftest import measure, page, quiet, server_context
 from tests.loopback.test_cli import censorprobe

@@ -13,6 +13,7 @@ from tlslite.messages import ClientHello
 from tlslite.utils.codec import Parser
 
 from probe.engine.variants import shapes
+from probe.measure import dnswire
 from probe.measure.hello import (
     ANSWERED,
     ECH_EXTENSION,
@@ -24,7 +25,7 @@ from probe.measure.hello import (
     classify,
     write,
 )
-from probe.measure.svcb import parse_configs
+from probe.measure.svcb import observe, parse_configs
 from probe.model import PublishedECH
 
 HOST = "www.clubhouse.com"
@@ -213,3 +214,24 @@ def test_a_hostile_config_list_is_refused_with_the_reason(data: bytes, problem: 
 def test_any_bytes_as_a_config_list_never_raise(data: bytes) -> None:
     configs, _ = parse_configs(data)
     assert all(c.public_name for c in configs)
+
+
+def test_a_reply_is_matched_by_id_flag_and_question() -> None:
+    wire = dnswire.query("Site.Example", 65, message_id=7)
+    reply = bytearray(wire)
+    reply[2] |= 0x80  # QR
+    assert dnswire.answers(wire, bytes(reply))
+    assert dnswire.answers(wire, bytes(reply).replace(b"Site", b"sITE"))  # 0x20 case
+    assert not dnswire.answers(wire, wire)  # a query is no answer
+    assert not dnswire.answers(wire, b"\x00\x08" + bytes(reply[2:]))  # another id
+    assert not dnswire.answers(wire, bytes(reply).replace(b"Site", b"Sitf"))
+    assert dnswire.header(bytes(reply)) == ("NOERROR", 0, False)
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_after_a_matching_header_are_observed_without_raising(tail: bytes) -> None:
+    wire = dnswire.query("site.example", 65, message_id=7)
+    reply = bytes([wire[0], wire[1], 0x81, 0x80]) + b"\x00\x01\x00\x01" + wire[8:] + tail
+    seen = observe("r", 0.0, reply)
+    assert seen.rcode == "NOERROR"
+    assert seen.failure is None or "malformed reply" in (seen.error or "")
