@@ -95,7 +95,9 @@ async def _silent(target: Target, rt: Runtime, budget: Budget, address: str) -> 
 
     async def ask(name: str, qtype: str) -> DNSObservation:
         await rt.pacer.turn(address)
-        return await dns.resolve_udp(name, qtype, address, timeout=timeout, window=timeout)
+        return await dns.resolve_udp(
+            name, qtype, address, timeout=timeout, window=timeout, resend=False
+        )
 
     harmless = asyncio.ensure_future(ask(s.sni_check_name, "A"))
     queries = await asyncio.gather(ask(target.host, "A"), ask(target.host, "AAAA"))
@@ -108,7 +110,14 @@ async def _resolver(target: Target, rt: Runtime, budget: Budget, spec: str) -> D
     await rt.pacer.turn(address)
     timeout = budget.take(s.timeout, Step.DNS)
     return await dns.resolve_udp(
-        target.host, "A", address, port, timeout=timeout, window=s.dns_window, label=spec
+        target.host,
+        "A",
+        address,
+        port,
+        timeout=timeout,
+        window=s.dns_window,
+        label=spec,
+        resend=False,  # paced: a datagram sent again would be a contact the pacer never saw
     )
 
 

@@ -1,8 +1,11 @@
-"""The lab's servers, one process per namespace: `python -m probe.lab.servers ROLE STATE_DIR`.
+"""The lab's servers, one process per role: `python -m probe.lab.servers ROLE STATE_DIR`.
 
-- internet: the zone's resolver (answering DNS_DELAY late, as a distant resolver does) and the
-  origins, a distinct page per host name over HTTP and HTTPS (and HTTP/3 for the QUIC ones,
-  advertised with Alt-Svc), a large object for throughput;
+- internet: the origins, a distinct page per host name over HTTP and HTTPS (and HTTP/3 for the
+  QUIC ones, advertised with Alt-Svc), a large object for throughput;
+- resolver: the zone's resolver, in the internet namespace, answering DNS_DELAY late as a
+  distant resolver does — a process of its own, so that a round's thousands of TLS handshakes
+  at the origins do not hold its answers back (an injection would then look like a lone forged
+  answer);
 - isp: the ISP's resolver (lying for some names, forwarding the rest across the border), its
   blockpage server, the 302 redirector and the TLS interceptor;
 - border: the on-path DNS injector and the QUIC censor (a relay that reads the Initial's SNI);
@@ -68,6 +71,8 @@ async def _serve(
 
 class ZoneResolver(DNSServer):
     """Answers the lab zone from the scenario file, a little late."""
+
+    keeps_queries = False  # tens of thousands a round: kept, they would fill the collector's heap
 
     def __init__(
         self, host: str, records: dict[str, tuple[str | None, str | None]], delay: float
@@ -217,8 +222,11 @@ async def origin(request: web.BaseRequest) -> web.StreamResponse:
     return web.Response(text=body, content_type="text/html", headers=headers)
 
 
+async def resolver(state: Path) -> list[object]:
+    return [await ZoneResolver(lab.INTERNET_RESOLVER, zone(), lab.DNS_DELAY).start()]
+
+
 async def internet(state: Path) -> list[object]:
-    resolver = await ZoneResolver(lab.INTERNET_RESOLVER, zone(), lab.DNS_DELAY).start()
     handler = web.Server(origin)
     hosts = [*lab.origin_addresses(), *lab.origin_addresses6()]
     tls = _tls_context(state / "origin.pem")
@@ -236,7 +244,6 @@ async def internet(state: Path) -> list[object]:
         if s.certificate is not None
     ]
     return [
-        resolver,
         await _serve(handler, hosts, 80),
         await _serve(handler, hosts, 443, tls),
         *h3,
@@ -256,6 +263,8 @@ CERTIFICATE_FILES = {
 
 class ISPResolver(DNSServer):
     """Lies for the scenarios that say so; forwards everything else across the border."""
+
+    keeps_queries = False
 
     def __init__(self) -> None:
         super().__init__(lab.ISP_RESOLVER, 53)
@@ -396,7 +405,13 @@ async def control(state: Path) -> list[object]:
     return [app_runner, *answering]
 
 
-ROLES = {"internet": internet, "isp": isp, "border": border, "control": control}
+ROLES = {
+    "internet": internet,
+    "resolver": resolver,
+    "isp": isp,
+    "border": border,
+    "control": control,
+}
 
 
 # The lab's servers and censors stand for other machines: the network does not slow down when

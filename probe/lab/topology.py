@@ -169,7 +169,13 @@ RESOLVERS = {
     "internet": lab.INTERNET_RESOLVER,
     lab.ABROAD: lab.INTERNET_RESOLVER,
 }
-SERVERS = {"internet": "internet", "isp": "isp", "border": "border", "control": "internet"}
+SERVERS = {
+    "internet": "internet",
+    "resolver": "internet",
+    "isp": "isp",
+    "border": "border",
+    "control": "internet",
+}
 # Internet hosts behind firewalls send no ICMP port unreachable: a query to an address with no
 # resolver gets only the injector's answer, as in China (and the forgery need not win a race
 # against the ICMP error, which it could not: the injector runs in Python).

@@ -21,7 +21,7 @@ import dns.rcode
 import dns.rdatatype
 
 from probe.measure.clock import within
-from probe.measure.dnswire import Listener, exchange_tcp
+from probe.measure.dnswire import RESEND, Listener, exchange_tcp
 from probe.measure.failure import classify, describe
 from probe.measure.system import MAX_ADDRESSES
 from probe.model import DNSObservation, DNSResponse
@@ -44,8 +44,11 @@ async def resolve_udp(
     timeout: float,
     window: float,
     label: str | None = None,
+    resend: bool = True,
 ) -> DNSObservation:
-    """One UDP query; every reply that arrives until `window` after the first is recorded."""
+    """One UDP query, sent again every RESEND seconds until an answer comes (one lost datagram
+    is no censorship) unless `resend` is off (a remote measurement's contacts are paced: each
+    datagram is one); every reply that arrives until `window` after the first is recorded."""
     label = label or address
     query = dns.message.make_query(host, qtype)
     loop = asyncio.get_running_loop()
@@ -64,8 +67,10 @@ async def resolve_udp(
     responses: list[DNSResponse] = []
     first_valid: dns.message.Message | None = None
     until = deadline
+    wire = query.to_wire()
+    again = start + RESEND if resend else deadline
     try:
-        transport.sendto(query.to_wire())
+        transport.sendto(wire)
         handled = 0
         while True:
             for arrived, data in listener.datagrams[handled:]:
@@ -77,13 +82,17 @@ async def resolve_udp(
             handled = len(listener.datagrams)
             if listener.icmp_time is not None:
                 until = min(until, listener.icmp_time + window)
-            remaining = until - time.perf_counter()
-            if remaining <= 0:
+            now = time.perf_counter()
+            if now >= until:
                 break
+            if first_valid is None and listener.icmp_time is None and now >= again:
+                transport.sendto(wire)  # a datagram may be lost: asked again, as a stub does
+                again = now + RESEND
+            wake = until if first_valid is not None else min(until, again)
             # datagram_received runs only while we await: nothing arrives between here and there
             listener.arrived.clear()
             try:
-                async with within(remaining):
+                async with within(wake - now):
                     await listener.arrived.wait()
             except TimeoutError:
                 pass

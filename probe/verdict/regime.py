@@ -14,6 +14,10 @@ example.com), one of them on two ports.
 - `shutdown`: nothing abroad answers at any layer: its names do not resolve, its SYNs go
   unanswered (Iran, 2025-26); inside may work or not.
 - `unknown`: anything else — the evidence is mixed, and no regime is claimed.
+
+A regime that blocks (allowlist, shutdown, port_reset) is a claim about every target: it stands
+only if the canaries, measured again after a pause, come to the same (`confirmed`) — a slow
+server or a lost packet abroad must not silence a vantage's alerts.
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ def _after_connect(m: Measurement) -> tuple[str, Failure | None]:
     return "HTTP", m.http.failure if m.http is not None else F.TIMEOUT
 
 
-def judge_regime(canaries: Sequence[Canary]) -> tuple[Regime, str, tuple[str, ...]]:
+def judge_regime(canaries: Sequence[Canary]) -> Judged:
     """The regime, one sentence saying why, and what each canary saw."""
     seen = [_seen(c) for c in canaries]
     evidence = tuple(s.text for s in seen)
@@ -123,6 +127,20 @@ def judge_regime(canaries: Sequence[Canary]) -> tuple[Regime, str, tuple[str, ..
             evidence,
         )
     return Regime.UNKNOWN, "the canaries' evidence is mixed", evidence
+
+
+Judged = tuple[Regime, str, tuple[str, ...]]
+
+
+def confirmed(first: Judged, again: Judged) -> Judged:
+    """The regime of two looks at the canaries: the same regime stands; where the second finds
+    the network `normal`, it is; any other disagreement is `unknown`."""
+    if again[0] == first[0]:
+        return again
+    note = f"(a first look said {first[0]}: {first[1]})"
+    if again[0] == Regime.NORMAL:
+        return Regime.NORMAL, f"{again[1]} {note}", again[2]
+    return Regime.UNKNOWN, f"the canaries measured twice disagree: {again[0]} {note}", again[2]
 
 
 def _reset_port(abroad: Sequence[_Seen], answered: Sequence[_Seen]) -> int | None:

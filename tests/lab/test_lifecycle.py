@@ -52,7 +52,7 @@ def test_up_is_quick_idempotent_and_down_leaves_nothing(netns_ok: None) -> None:
     assert second.returncode == 0, second.stderr
     during = footprint()
     assert len(during["namespaces"]) == len(topology.NAMESPACES) == 9  # type: ignore[arg-type]
-    assert len(during["processes"]) == 4  # type: ignore[arg-type]
+    assert len(during["processes"]) == len(topology.SERVERS) == 5  # type: ignore[arg-type]
     status = censorprobe("lab", "status").stdout
     assert "server border in cp-border: running" in status
     assert "censor rule(s)" in status

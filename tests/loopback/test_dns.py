@@ -39,6 +39,15 @@ class Silent(DNSServer):
         return []
 
 
+class LosesTheFirst(DNSServer):
+    """Answers a query only the second time it comes (the first datagram was lost)."""
+
+    def handle(self, query: dns.message.Message) -> Replies:
+        if len(self.queries) == 1:
+            return []
+        return [(0.0, self.answer(query, ["192.0.2.10"]))]
+
+
 class Twice(DNSServer):
     """An injector's forged answer first, the real one 50 ms later."""
 
@@ -117,6 +126,19 @@ async def test_silent_resolver_times_out_within_its_timeout() -> None:
         elapsed = time.perf_counter() - start
     assert obs.failure == "timeout"
     assert elapsed < 5
+
+
+async def test_a_lost_query_is_asked_again_but_not_a_remote_contact() -> None:
+    async with LosesTheFirst() as server:
+        obs = await measure_dns.resolve_udp(
+            "lossy.test", "A", "127.0.0.1", server.port, timeout=3, window=0.1
+        )
+        assert (obs.failure, obs.addresses, len(server.queries)) == (None, ("192.0.2.10",), 2)
+    async with LosesTheFirst() as server:  # a remote measurement's datagrams are paced contacts
+        obs = await measure_dns.resolve_udp(
+            "lossy.test", "A", "127.0.0.1", server.port, timeout=1.5, window=0.1, resend=False
+        )
+        assert (obs.failure, len(server.queries)) == ("timeout", 1)
 
 
 async def test_two_different_answers_are_kept_and_judged_injection() -> None:

@@ -13,7 +13,7 @@ from probe.model import (
     TCPObservation,
     TLSObservation,
 )
-from probe.verdict.regime import Canary, answered, judge_regime
+from probe.verdict.regime import Canary, answered, confirmed, judge_regime
 from probe.vocabulary import Failure, Regime
 
 F = Failure
@@ -199,6 +199,35 @@ def test_regime(seen: list[tuple[str, str, str]], regime: Regime, words: str) ->
     assert got == regime, (why, evidence)
     assert words in why
     assert len(evidence) == len(seen)
+
+
+ALLOWLIST_SEEN = [
+    ("https://gov.example.ru/", "inside", "answered"),
+    (NEUTRAL, "abroad", "tls_timeout"),
+]
+SHUTDOWN_SEEN = [(GOV, "inside", "answered"), (NEUTRAL, "abroad", "syn")]
+NORMAL_SEEN = [(GOV, "inside", "answered"), (NEUTRAL, "abroad", "answered")]
+
+
+@pytest.mark.parametrize(
+    ("first", "again", "regime", "words"),
+    [
+        (ALLOWLIST_SEEN, ALLOWLIST_SEEN, Regime.ALLOWLIST, "only listed destinations work"),
+        (ALLOWLIST_SEEN, NORMAL_SEEN, Regime.NORMAL, "(a first look said allowlist: "),
+        (ALLOWLIST_SEEN, SHUTDOWN_SEEN, Regime.UNKNOWN, "disagree: shutdown (a first look said"),
+    ],
+    ids=["confirmed", "a slow server abroad: normal", "two regimes: unknown"],
+)
+def test_a_regime_that_blocks_stands_only_if_a_second_look_agrees(
+    first: list[tuple[str, str, str]],
+    again: list[tuple[str, str, str]],
+    regime: Regime,
+    words: str,
+) -> None:
+    second = judge_regime([canary(*s) for s in again])
+    got, why, evidence = confirmed(judge_regime([canary(*s) for s in first]), second)
+    assert (got, evidence) == (regime, second[2]), why
+    assert words in why
 
 
 def test_the_evidence_says_what_each_canary_saw() -> None:
