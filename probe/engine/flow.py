@@ -21,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 from probe.config import Settings
 from probe.engine.deadline import Budget, hello_mode, quic_mode
 from probe.engine.runtime import Runtime
-from probe.measure import http, system, tcp, tls
+from probe.measure import http, svcb, system, tcp, tls
 from probe.measure.tcp import Connection
 from probe.model import (
     MAX_URL,
@@ -131,8 +131,6 @@ class _Flow:
         """The host's HTTPS record (type 65) asked of every configured resolver at once, by
         resolver (for the system resolver, which has no API for it, its first nameserver, as the
         run's network check found it)."""
-        from probe.measure import svcb
-
         timeout = self.budget.take(self.s.timeout, Step.DNS)
         asks: dict[str, Coroutine[None, None, HTTPSRecordObservation]] = {}
         for resolver in self.s.resolvers:
