@@ -624,6 +624,7 @@ class _Targets:
     def config(self, settings: Settings) -> Config:
         if not self.items:
             raise ConfigError(f"{self.name}: no targets")
+        self._seen.clear()  # read: its table (32 MB for a million) goes before the tuple comes
         return Config(settings, tuple(self.items), self.notes())
 
 

@@ -225,7 +225,8 @@ def command(args: argparse.Namespace) -> int:
                 begin(None)
                 ended: str | None = unfinished
             else:
-                ended = run(_measure(config, budget, on_result, on_unmeasured, progress, begin))
+                measure = _measure(config, budget, on_result, on_unmeasured, progress, begin)
+                ended = run(measure, config.settings.concurrency)
             output.finish(time.time(), ended)
             stream.flush()
     except ConfigError as exc:

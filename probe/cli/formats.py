@@ -121,8 +121,10 @@ class Unmeasured:
 
     def __init__(self, why: str, settings: Settings) -> None:
         self.why, self.settings, self.now = why, settings, time.time()
-        sentinel = Target(**{slot: f"\0{slot}" for slot in self.SLOTS})
-        parts = self._SLOT.split(unmeasured(sentinel, why, settings, self.now).dumps())
+        sentinel = Target(**{slot: f"\0{slot}" for slot in self.SLOTS if slot != "host"})
+        template = unmeasured(sentinel, why, settings, self.now).to_json(deep=False)
+        template["target"] = "\0host"  # derived from the URL
+        parts = self._SLOT.split(orjson.dumps(template))
         self.fragments, self.slots = parts[0::2], [p.decode() for p in parts[1::2]]
 
     def line(self, target: Target) -> bytes:

@@ -101,7 +101,8 @@ def serve_command(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         return fail(str(exc), EXIT_CONFIG)
-    return run_server("serve", args.listen, daemon.run(host, port))
+    at_once = daemon.config.settings.concurrency
+    return run_server("serve", args.listen, daemon.run(host, port), at_once)
 
 
 def report_command(args: argparse.Namespace) -> int:

@@ -129,15 +129,21 @@ class DNSServer:
         replies = await self.respond(query)
         if tcp:
             return replies
-        out: list[tuple[float, dns.message.Message | bytes]] = []
-        for delay, reply in replies:
-            if isinstance(reply, dns.message.Message) and len(reply.to_wire()) > 512:
-                reply.flags |= (
-                    dns.flags.TC
-                )  # RFC 1035: truncate over UDP, the client retries on TCP
-                reply.answer.clear()
-            out.append((delay, reply))
-        return out
+        return [
+            (delay, self.udp_wire(reply) if isinstance(reply, dns.message.Message) else reply)
+            for delay, reply in replies
+        ]
+
+    @staticmethod
+    def udp_wire(reply: dns.message.Message) -> bytes:
+        """The reply as a UDP datagram: over 512 bytes, truncated (RFC 1035: the client asks
+        again over TCP)."""
+        wire = reply.to_wire()
+        if len(wire) > 512:
+            reply.flags |= dns.flags.TC
+            reply.answer.clear()
+            wire = reply.to_wire()
+        return wire
 
     def _answer_udp(self, data: bytes, send: Callable[[bytes], None]) -> None:
         async def go() -> None:

@@ -21,7 +21,7 @@ import dns.rcode
 import dns.rdatatype
 
 from probe.measure.clock import within
-from probe.measure.dnswire import RESEND, Listener, exchange_tcp
+from probe.measure.dnswire import RESEND, Listener, connected_udp, exchange_tcp
 from probe.measure.failure import classify, describe
 from probe.measure.system import MAX_ADDRESSES
 from probe.model import DNSObservation, DNSResponse
@@ -57,7 +57,7 @@ async def resolve_udp(
     listener = Listener()
     try:
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: listener, remote_addr=(address, port)
+            lambda: listener, sock=connected_udp(address, port)
         )
     except Exception as exc:
         failure, error = classify(exc)

@@ -44,6 +44,22 @@ class Listener(asyncio.DatagramProtocol):
         self.arrived.set()
 
 
+def connected_udp(address: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket connected to an address literal. Made here, not by the event
+    loop's `create_datagram_endpoint(remote_addr=...)`: uvloop resolves that address in its
+    thread pool, behind every getaddrinfo of the system resolver under way (a busy run's queue
+    of seconds, counted as the query's time)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.connect((address, port))  # a literal: no lookup
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def query(name: str, qtype: int, *, message_id: int | None = None) -> bytes:
     """A query for `name` (ASCII, checked by `model.check_host`), recursion desired."""
     labels = b"".join(
@@ -91,14 +107,7 @@ class _Socket:
     only the sockets it fills."""
 
     def __init__(self, address: str, port: int) -> None:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            self.sock.setblocking(False)
-            self.sock.connect((address, port))  # a literal: no lookup
-        except OSError:
-            self.sock.close()
-            raise
+        self.sock = connected_udp(address, port)
         self.pending: dict[int, _Query] = {}
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(self.sock.fileno(), self._readable)

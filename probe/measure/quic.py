@@ -16,13 +16,13 @@ import hashlib
 import html
 import os
 import re
-import socket
 import ssl
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from probe.measure.clock import within
+from probe.measure.dnswire import connected_udp
 from probe.measure.failure import classify
 from probe.measure.tls import summarize
 from probe.model import HTTP3Observation, QUICObservation, url_parts
@@ -142,18 +142,6 @@ def _configuration(sni: str, verify: bool, ca_file: str | None) -> Any:
     return config
 
 
-def _socket(address: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setblocking(False)
-    try:
-        sock.connect((address, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 async def handshake_and_get(
     address: str,
     port: int,
@@ -174,7 +162,7 @@ async def handshake_and_get(
 
     loop = asyncio.get_running_loop()
     try:
-        sock = _socket(address, port)
+        sock = connected_udp(address, port)
     except OSError as exc:
         failure, error = classify(exc)
         return QUICObservation(address, port, sni, 0.0, failure, error), None
@@ -356,7 +344,7 @@ async def version_ping(
                 answer.set_exception(exc)
 
     try:
-        sock = _socket(address, port)
+        sock = connected_udp(address, port)
     except OSError as exc:
         failure, error = classify(exc)
         return QUICObservation(address, port, "", 0.0, failure, error, kind="version")

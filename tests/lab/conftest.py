@@ -276,15 +276,19 @@ def rounds(lab_up: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
                 p.wait()
 
 
-def prometheus_query(expr: str, at: str = PROM, ns: str = "cp-isp") -> list[dict[str, Any]]:
-    doc = json.loads(curl(ns, f"http://{at}/api/v1/query?query={quote(expr)}"))
+def prometheus_query(
+    expr: str, at: str = PROM, ns: str = "cp-isp", when: float | None = None
+) -> list[dict[str, Any]]:
+    """An instant query, evaluated now or at the Unix time `when`."""
+    moment = "" if when is None else f"&time={when:.3f}"
+    doc = json.loads(curl(ns, f"http://{at}/api/v1/query?query={quote(expr)}{moment}"))
     assert doc["status"] == "success", doc
     return list(doc["data"]["result"])
 
 
-def central_query(expr: str) -> list[dict[str, Any]]:
+def central_query(expr: str, when: float | None = None) -> list[dict[str, Any]]:
     """The central Prometheus abroad, fed only by the vantages' agents."""
-    return prometheus_query(expr, CENTRAL, f"cp-{lab.ABROAD}")
+    return prometheus_query(expr, CENTRAL, f"cp-{lab.ABROAD}", when)
 
 
 def in_vantage(

@@ -40,9 +40,17 @@ def footprint() -> dict[str, object]:
     }
 
 
+def forwarding_priorities() -> set[int]:
+    """The nice values of the kernel's ksoftirqd threads, which forward the lab's packets."""
+    ps = subprocess.run(["ps", "-eo", "ni=,comm="], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in ps.splitlines() if "ksoftirqd/" in line}
+
+
 def test_up_is_quick_idempotent_and_down_leaves_nothing(netns_ok: None) -> None:
     subprocess.run([sys.executable, "-m", "probe", "lab", "down"], capture_output=True)
     before = footprint()
+    priorities = forwarding_priorities()
+    assert priorities != {lab.NICE}
     start = time.monotonic()
     first = censorprobe("lab", "up")
     took = time.monotonic() - start
@@ -52,15 +60,17 @@ def test_up_is_quick_idempotent_and_down_leaves_nothing(netns_ok: None) -> None:
     assert second.returncode == 0, second.stderr
     during = footprint()
     assert len(during["namespaces"]) == len(topology.NAMESPACES) == 9  # type: ignore[arg-type]
-    assert len(during["processes"]) == len(topology.SERVERS) == 5  # type: ignore[arg-type]
+    assert len(during["processes"]) == len(topology.SERVERS) == 6  # type: ignore[arg-type]
     status = censorprobe("lab", "status").stdout
     assert "server border in cp-border: running" in status
     assert "censor rule(s)" in status
     assert "exec-ok" in censorprobe("lab", "exec", "a", "--", "echo", "exec-ok").stdout
+    assert forwarding_priorities() == {lab.NICE}  # the lab's forwarding runs ahead of busy loops
     down = censorprobe("lab", "down")
     assert down.returncode == 0
     assert "namespace cp-internet" in down.stdout
     assert footprint() == before
+    assert forwarding_priorities() == priorities
 
 
 def test_up_after_a_crash_cleans_up(netns_ok: None) -> None:

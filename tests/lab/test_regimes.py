@@ -95,11 +95,13 @@ def test_the_fleet_sees_every_regime_and_a_shutdown_afterwards(rounds: Rounds) -
     lifted = time.time()
     rule = ["-D", "FORWARD", "-i", f"to-{shut}", "!", "-d", lab.IN_COUNTRY, "-j", "DROP"]
     subprocess.run(["ip", "netns", "exec", "cp-isp", "iptables", "-w", *rule], check=True)
+    # the window up to the lift, however late the agent's retries deliver it (a query "now"
+    # would slide its start past the shutdown's first samples while they are on their way)
     window = int(lifted - began) + 5
     deadline = time.monotonic() + 90
     stamps: list[float] = []
     while time.monotonic() < deadline:
-        found = central_query(f"{selector}[{window}s]")
+        found = central_query(f"{selector}[{window}s]", when=lifted)
         stamps = [float(t) for t, _ in found[0]["values"]] if found else []
         if stamps and stamps[0] <= began + 2 * SCRAPE and stamps[-1] >= lifted - 2 * SCRAPE:
             break

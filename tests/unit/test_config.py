@@ -341,6 +341,27 @@ def test_an_idna_name_reads_the_same_whatever_its_first_letters_case() -> None:
     assert lower.host == upper.host == "xn--d1acpjx3f.xn--p1ai"
 
 
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [
+        ("https://www.site1.example/news/1.html", "www.site1.example", 443),
+        ("http://www.site1.example:8080/", "www.site1.example", 8080),
+        ("HTTP://WWW.Site1.Example/a", "www.site1.example", 80),
+        ("https://user@site1.example:8443/a?b=c", "site1.example", 8443),
+        ("http://192.0.2.1/", "192.0.2.1", 80),
+        ("http://[2001:db8::1]:8080/", "2001:db8::1", 8080),
+        ("site1.example.", "site1.example.", 443),
+    ],
+)
+def test_a_targets_host_and_port_whatever_the_shape_of_its_url(
+    text: str, host: str, port: int
+) -> None:
+    """The host is derived from the URL (not kept: a million targets); read off the common
+    shape at once, or parsed, it is the same."""
+    target = Target.parse(text)
+    assert (target.host, target.port) == (host, port)
+
+
 def test_canaries_from_the_file_or_the_country_or_none() -> None:
     listed = load_yaml(
         "settings:\n  canaries:\n    inside: [https://gov.example/]\n"
