@@ -225,8 +225,7 @@ def command(args: argparse.Namespace) -> int:
                 begin(None)
                 ended: str | None = unfinished
             else:
-                measure = _measure(config, budget, on_result, on_unmeasured, progress, begin)
-                ended = run(measure, config.settings.concurrency)
+                ended = run(_measure(config, budget, on_result, on_unmeasured, progress, begin))
             output.finish(time.time(), ended)
             stream.flush()
     except ConfigError as exc:

@@ -188,30 +188,22 @@ def fail(message: str, code: int) -> int:
     return code
 
 
-def run(main: Coroutine[Any, Any, T], at_once: int) -> T:
-    """Run a coroutine on a fresh event loop (uvloop's, which is faster and lighter), for a
-    run that measures `at_once` targets at a time.
-
-    uvloop runs getaddrinfo — the system resolver — in libuv's thread pool, of 4 threads unless
-    UV_THREADPOOL_SIZE says more (read once, at its first use): with more targets at once than
-    threads, lookups waited in its queue, seconds in a busy run, and the wait read as the
-    resolver's time (a DNS timeout where the resolver answered in 40 ms). A thread for each
-    target at once, and a few for the canaries and the control's name; a user's own
-    UV_THREADPOOL_SIZE wins."""
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on a fresh event loop (uvloop's, which is faster and lighter), whose
+    thread pool runs `system.LOOKUPS` lookups at once unless UV_THREADPOOL_SIZE says."""
     import uvloop
 
-    os.environ.setdefault("UV_THREADPOOL_SIZE", str(min(MAX_LOOKUP_THREADS, at_once + 4)))
+    from probe.measure import system
+
+    os.environ.setdefault("UV_THREADPOOL_SIZE", str(system.LOOKUPS))  # read at its first use
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
 
 
-MAX_LOOKUP_THREADS = 1024  # libuv's own cap
-
-
-def run_server(name: str, listen: str, main: Coroutine[Any, Any, None], at_once: int) -> int:
+def run_server(name: str, listen: str, main: Coroutine[Any, Any, None]) -> int:
     """Run a server until it stops; a port that cannot be bound is a clear error."""
     try:
-        run(main, at_once)
+        run(main)
     except CannotListen as exc:
         return fail(f"{name}: cannot listen on {listen}: {exc}", EXIT_UNAVAILABLE)
     except ConfigError as exc:

@@ -76,5 +76,4 @@ def command(args: argparse.Namespace) -> int:
             concurrency=args.helper_concurrency,
             max_connections=args.max_connections,
         ),
-        args.helper_concurrency,
     )

@@ -101,8 +101,7 @@ def serve_command(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         return fail(str(exc), EXIT_CONFIG)
-    at_once = daemon.config.settings.concurrency
-    return run_server("serve", args.listen, daemon.run(host, port), at_once)
+    return run_server("serve", args.listen, daemon.run(host, port))
 
 
 def report_command(args: argparse.Namespace) -> int:

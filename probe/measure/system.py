@@ -4,8 +4,11 @@ configured resolvers), in a thread."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
+import weakref
+from typing import Any
 
 from probe.measure.clock import within
 from probe.measure.failure import classify
@@ -15,13 +18,39 @@ from probe.vocabulary import Failure
 MAX_ADDRESSES = 64  # addresses kept per answer
 
 
+# uvloop runs getaddrinfo in libuv's thread pool, of UV_THREADPOOL_SIZE threads (4 by default;
+# `censorprobe` sets LOOKUPS where the environment does not say). More lookups at once queued
+# there, and the queue's seconds in a busy run read as the resolver's time ("DNS timeout" where
+# it answered in 40 ms). A pool as large as the run's concurrency is no cure: hundreds of
+# lookups at once, two queries each, overflow a local resolver, and glibc says "temporary
+# failure". So a lookup waits for its turn here, where the wait is this machine's, and its time
+# and timeout start when it does.
+LOOKUPS = 16
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def lookups() -> int:
+    """Lookups at once: the pool's threads, as libuv reads UV_THREADPOOL_SIZE."""
+    try:
+        return min(1024, max(1, int(os.environ.get("UV_THREADPOOL_SIZE", "4"))))
+    except ValueError:
+        return 4
+
+
 async def resolve(host: str, timeout: float) -> DNSObservation:
-    """getaddrinfo, as an application on this machine resolves (/etc/hosts, nsswitch...)."""
+    """getaddrinfo, as an application on this machine resolves (/etc/hosts, nsswitch...), as
+    many at once as the pool has threads; `elapsed` and `timeout` count from the lookup's turn."""
     loop = asyncio.get_running_loop()
+    turns = _turns.setdefault(loop, asyncio.Semaphore(lookups()))
+    await turns.acquire()
+    lookup = asyncio.ensure_future(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM))
+    lookup.add_done_callback(lambda done: _turn_over(done, turns))
     start = time.perf_counter()
     try:
         async with within(timeout):
-            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            infos = await asyncio.shield(lookup)  # a lookup given up on still holds its thread
     except Exception as exc:
         failure, error = classify(exc)
         elapsed = time.perf_counter() - start
@@ -42,6 +71,13 @@ async def resolve(host: str, timeout: float) -> DNSObservation:
         addresses=tuple(addresses[:MAX_ADDRESSES]),
         failure=None if addresses else Failure.NO_ANSWER,
     )
+
+
+def _turn_over(lookup: asyncio.Future[Any], turns: asyncio.Semaphore) -> None:
+    """A lookup's thread is free again (its outcome read: one given up on is not an error)."""
+    turns.release()
+    if not lookup.cancelled():
+        lookup.exception()
 
 
 RESOLV_CONF = "/etc/resolv.conf"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import time
@@ -11,6 +12,7 @@ import aiohttp
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import pytest
 import trustme
 from aiohttp import web
 
@@ -209,6 +211,29 @@ async def test_system_resolver_reads_the_hosts_file() -> None:
     obs = await system.resolve("localhost", timeout=2)
     assert obs.failure is None
     assert "127.0.0.1" in obs.addresses or "::1" in obs.addresses
+
+
+async def test_system_lookups_wait_their_turn_and_count_from_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """getaddrinfo runs in a pool of `lookups()` threads (uvloop's): more lookups at once wait
+    there. A pool of that size whose lookups take 0.3 s (a slow resolver, which loopback cannot
+    be) stands for it: three times as many lookups at once all answer within a timeout of
+    0.5 s, each in its own 0.3 s — the wait for a thread is neither its time nor a timeout."""
+    loop = asyncio.get_running_loop()
+    pool = asyncio.Semaphore(system.lookups())
+
+    async def getaddrinfo(host: str, port: object, **_: object) -> list[tuple[object, ...]]:
+        async with pool:
+            await asyncio.sleep(0.3)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.10", 0))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    names = [f"n{i}.example" for i in range(3 * system.lookups())]
+    found = await asyncio.gather(*(system.resolve(name, timeout=0.5) for name in names))
+    assert [o.failure for o in found] == [None] * len(names)
+    assert [o.addresses for o in found] == [("192.0.2.10",)] * len(names)
+    assert max(o.elapsed for o in found) < 0.45
 
 
 async def test_doh_answers_over_https(
