@@ -43,7 +43,9 @@ async def resolve(host: str, timeout: float) -> DNSObservation:
     """getaddrinfo, as an application on this machine resolves (/etc/hosts, nsswitch...), as
     many at once as the pool has threads; `elapsed` and `timeout` count from the lookup's turn."""
     loop = asyncio.get_running_loop()
-    turns = _turns.setdefault(loop, asyncio.Semaphore(lookups()))
+    turns = _turns.get(loop)
+    if turns is None:
+        turns = _turns[loop] = asyncio.Semaphore(lookups())
     await turns.acquire()
     lookup = asyncio.ensure_future(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM))
     lookup.add_done_callback(lambda done: _turn_over(done, turns))
