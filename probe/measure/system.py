@@ -8,7 +8,6 @@ import os
 import socket
 import time
 import weakref
-from typing import Any
 
 from probe.measure.clock import within
 from probe.measure.failure import classify
@@ -46,20 +45,21 @@ async def resolve(host: str, timeout: float) -> DNSObservation:
     turns = _turns.get(loop)
     if turns is None:
         turns = _turns[loop] = asyncio.Semaphore(lookups())
-    await turns.acquire()
-    lookup = asyncio.ensure_future(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM))
-    lookup.add_done_callback(lambda done: _turn_over(done, turns))
-    start = time.perf_counter()
-    try:
-        async with within(timeout):
-            infos = await asyncio.shield(lookup)  # a lookup given up on still holds its thread
-    except Exception as exc:
-        failure, error = classify(exc)
+    async with turns:  # (a lookup given up on holds its thread until glibc gives up too)
+        start = time.perf_counter()
+        try:
+            async with within(timeout):
+                infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except Exception as exc:
+            failure, error = classify(exc)
+            elapsed = time.perf_counter() - start
+            if failure is Failure.TIMEOUT and elapsed < timeout / 2:
+                # glibc says "temporary failure" at once when it could send no query at all
+                failure, error = _no_resolver_reached(error)
+            return DNSObservation(
+                "system", "system", "A+AAAA", elapsed, failure=failure, error=error
+            )
         elapsed = time.perf_counter() - start
-        if failure is Failure.TIMEOUT and elapsed < timeout / 2:
-            # glibc says "temporary failure" at once when it could send no query at all
-            failure, error = _no_resolver_reached(error)
-        return DNSObservation("system", "system", "A+AAAA", elapsed, failure=failure, error=error)
     addresses: list[str] = []
     for family, *_, sockaddr in infos:
         if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[0] not in addresses:
@@ -68,18 +68,11 @@ async def resolve(host: str, timeout: float) -> DNSObservation:
         "system",
         "system",
         "A+AAAA",
-        time.perf_counter() - start,
+        elapsed,
         rcode="NOERROR",
         addresses=tuple(addresses[:MAX_ADDRESSES]),
         failure=None if addresses else Failure.NO_ANSWER,
     )
-
-
-def _turn_over(lookup: asyncio.Future[Any], turns: asyncio.Semaphore) -> None:
-    """A lookup's thread is free again (its outcome read: one given up on is not an error)."""
-    turns.release()
-    if not lookup.cancelled():
-        lookup.exception()
 
 
 RESOLV_CONF = "/etc/resolv.conf"
