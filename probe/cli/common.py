@@ -189,13 +189,9 @@ def fail(message: str, code: int) -> int:
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on a fresh event loop (uvloop's, which is faster and lighter), whose
-    thread pool runs `system.LOOKUPS` lookups at once unless UV_THREADPOOL_SIZE says."""
+    """Run a coroutine on a fresh event loop (uvloop's, which is faster and lighter)."""
     import uvloop
 
-    from probe.measure import system
-
-    os.environ.setdefault("UV_THREADPOOL_SIZE", str(system.LOOKUPS))  # read at its first use
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from probe.config import ConfigError, Settings
-from probe.measure import tls
+from probe.measure import system, tls
 from probe.measure.clock import within
 from probe.measure.dnswire import Resolver
 from probe.measure.failure import describe
@@ -259,6 +259,7 @@ class Runtime:
         """A runtime for `settings`; on a reload, pass the `previous` one: its transport is kept
         and a fingerprint source that cannot be read keeps its last good set. Raises ConfigError
         when a source cannot be read at start, or the CA file is not one."""
+        system.size_the_pool()
         transport = previous.transport if previous else Transport(settings.timeout)
         network = previous.network if previous else Network()
         await network.check(settings)

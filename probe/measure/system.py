@@ -18,7 +18,7 @@ MAX_ADDRESSES = 64  # addresses kept per answer
 
 
 # uvloop runs getaddrinfo in libuv's thread pool, of UV_THREADPOOL_SIZE threads (4 by default;
-# `censorprobe` sets LOOKUPS where the environment does not say). More lookups at once queued
+# a runtime sets LOOKUPS where the environment does not say). More lookups at once queued
 # there, and the queue's seconds in a busy run read as the resolver's time ("DNS timeout" where
 # it answered in 40 ms). A pool as large as the run's concurrency is no cure: hundreds of
 # lookups at once, two queries each, overflow a local resolver, and glibc says "temporary
@@ -28,6 +28,12 @@ LOOKUPS = 16
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def size_the_pool() -> None:
+    """Before the process's first lookup (libuv reads UV_THREADPOOL_SIZE once, at its first
+    use): LOOKUPS threads, unless the environment says."""
+    os.environ.setdefault("UV_THREADPOOL_SIZE", str(LOOKUPS))
 
 
 def lookups() -> int:
