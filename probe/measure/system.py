@@ -21,9 +21,9 @@ MAX_ADDRESSES = 64  # addresses kept per answer
 # a runtime sets LOOKUPS where the environment does not say). More lookups at once queued
 # there, and the queue's seconds in a busy run read as the resolver's time ("DNS timeout" where
 # it answered in 40 ms). A pool as large as the run's concurrency is no cure: hundreds of
-# lookups at once, two queries each, overflow a local resolver, and glibc says "temporary
-# failure". So a lookup waits for its turn here, where the wait is this machine's, and its time
-# and timeout start when it does.
+# lookups at once, two queries each, are more than a local resolver answers in time, and glibc
+# says "temporary failure". So a lookup waits for its turn here, where the wait is this
+# machine's, and its time and timeout start when it does.
 LOOKUPS = 16
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
