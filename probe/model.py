@@ -566,6 +566,7 @@ class Seen:
     verdict: Verdict
     blocking: Blocking | None
     summary: str
+    explanation: str = ""  # its sentence where the target was measured more than once
 
     def __str__(self) -> str:
         how = f" {self.blocking}" if self.blocking else ""
@@ -670,7 +671,8 @@ def _seconds(doc: dict[str, Any], key: str) -> float | None:
 # 2: `regime` (the vantage's network regime, found before the run), `blocking.regime`.
 # 3: `ech` (the ECH verdict), the evidence's `https_records` and `hello` (ClientHello variants).
 # 4: the evidence's `target` no longer repeats the URL's host (the result's `target` says it).
-SCHEMA = 4
+# 5: each of `measurements` has its `explanation` (where there are several).
+SCHEMA = 5
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,10 +112,12 @@ def with_variants(d: Diagnosis, m: Measurement) -> Diagnosis:
 
 
 def control_out_of_reach(rt: Runtime) -> Control | None:
-    """Where the canaries found the control helper does not answer from here (the vantage's
-    network regime keeps it out), it is not asked for each target: a Control saying why."""
+    """Where the vantage's network regime blocks and its canaries found the control helper does
+    not answer from here (the regime keeps it out), it is not asked for each target: a Control
+    saying why. Under a regime that does not block, a canary of the control's unanswered once is
+    a slow answer, not a wall: each target asks it as usual."""
     s, report = rt.settings, rt.regime
-    if not s.control or report is None:
+    if not s.control or report is None or not report.regime.is_block:
         return None
     health = s.control.rstrip("/") + "/healthz"
     if health not in report.unanswered:

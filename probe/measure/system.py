@@ -36,8 +36,12 @@ def size_the_pool() -> None:
     os.environ.setdefault("UV_THREADPOOL_SIZE", str(LOOKUPS))
 
 
-def lookups() -> int:
-    """Lookups at once: the pool's threads, as libuv reads UV_THREADPOOL_SIZE."""
+def lookups(loop: asyncio.AbstractEventLoop) -> int:
+    """Lookups at once: the threads of the pool `loop` runs getaddrinfo in — libuv's, of
+    UV_THREADPOOL_SIZE, under uvloop (the CLI's loop); asyncio's default executor, of
+    min(32, CPUs + 4), under asyncio's own (a library's caller, the tests)."""
+    if not type(loop).__module__.startswith("uvloop"):
+        return min(32, (os.cpu_count() or 1) + 4)
     try:
         return min(1024, max(1, int(os.environ.get("UV_THREADPOOL_SIZE", "4"))))
     except ValueError:
@@ -50,7 +54,7 @@ async def resolve(host: str, timeout: float) -> DNSObservation:
     loop = asyncio.get_running_loop()
     turns = _turns.get(loop)
     if turns is None:
-        turns = _turns[loop] = asyncio.Semaphore(lookups())
+        turns = _turns[loop] = asyncio.Semaphore(lookups(loop))
     async with turns:  # (a lookup given up on holds its thread until glibc gives up too)
         start = time.perf_counter()
         try:

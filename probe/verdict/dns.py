@@ -107,13 +107,14 @@ def _failure(
     ]
     if resolver != "system" and failure == F.TIMEOUT and elsewhere:
         return None  # that resolver is unreachable from here, for every name: not this block
+    after = f" after {first.elapsed:.1f} s" if failure == F.TIMEOUT else ""
     # another resolver of this vantage answering with a genuine address is as good as a control
     genuine = [a for a in elsewhere if a in x.hop.genuine]
     if genuine:
         return blocked(
             Layer.DNS,
             failure,
-            f"{resolver} says {failure} for {x.host}, while another resolver answers "
+            f"{resolver} says {failure} for {x.host}{after}, while another resolver answers "
             f"{genuine[0]}, where a certificate valid for {x.host} is served",
             f"DNS {failure}; other resolver genuine",
         )
@@ -124,7 +125,7 @@ def _failure(
         return blocked(
             Layer.DNS,
             failure,
-            f"{resolver} says {failure} for {x.host}; the control resolves it to "
+            f"{resolver} says {failure} for {x.host}{after}; the control resolves it to "
             f"{', '.join(control[:3])}",
             f"DNS {failure}; control resolves",
         )

@@ -18,7 +18,10 @@ def settle(diagnoses: Sequence[Diagnosis]) -> tuple[Diagnosis, int]:
     it keeps what each measurement came to (`seen`), and where they disagree its explanation
     says what the others saw."""
     n = len(diagnoses)
-    seen = tuple(Seen(d.verdict, d.blocking, d.summary) for d in diagnoses)
+    # each one's sentence where there are several (one measurement's is the result's own)
+    seen = tuple(
+        Seen(d.verdict, d.blocking, d.summary, d.explanation if n > 1 else "") for d in diagnoses
+    )
     final = diagnoses[-1]
     if not final.verdict.is_block:
         if n == 1:

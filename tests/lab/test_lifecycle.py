@@ -12,7 +12,7 @@ import pytest
 
 from probe import cli
 from probe.lab import scenarios as lab
-from probe.lab import topology
+from probe.lab import servers, topology
 
 
 def censorprobe(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,6 +46,20 @@ def forwarding_priorities() -> set[int]:
     return {int(line.split()[0]) for line in ps.splitlines() if "ksoftirqd/" in line}
 
 
+def server_priorities() -> dict[str, tuple[int, int | None]]:
+    """Each lab server's nice value, and its autogroup's (None where the kernel groups no
+    processes by session)."""
+    ps = subprocess.run(["ps", "-eo", "pid=,ni=,args="], capture_output=True, text=True).stdout
+    out: dict[str, tuple[int, int | None]] = {}
+    for pid, ni, *args in (line.split() for line in ps.splitlines()):
+        if "probe.lab.servers" in args:
+            role = args[args.index("probe.lab.servers") + 1]
+            group = Path(f"/proc/{pid}/autogroup")
+            nice = int(group.read_text().split()[-1]) if group.exists() else None
+            out[role] = (int(ni), nice)
+    return out
+
+
 def test_up_is_quick_idempotent_and_down_leaves_nothing(netns_ok: None) -> None:
     subprocess.run([sys.executable, "-m", "probe", "lab", "down"], capture_output=True)
     before = footprint()
@@ -66,6 +80,13 @@ def test_up_is_quick_idempotent_and_down_leaves_nothing(netns_ok: None) -> None:
     assert "censor rule(s)" in status
     assert "exec-ok" in censorprobe("lab", "exec", "a", "--", "echo", "exec-ok").stdout
     assert forwarding_priorities() == {lab.NICE}  # the lab's forwarding runs ahead of busy loops
+    # and so do its servers, against the processes of every session (autogroups)
+    grouped = Path("/proc/self/autogroup").exists()
+    assert server_priorities() == {
+        role: (nice, nice if grouped else None)
+        for role in topology.SERVERS
+        for nice in [servers.PRIORITY.get(role, lab.NICE)]
+    }
     down = censorprobe("lab", "down")
     assert down.returncode == 0
     assert "namespace cp-internet" in down.stdout

@@ -206,7 +206,12 @@ def test_routes_every_run(routes_seen: RoutesSeen, vantage: str, scenario: lab.S
     assert len(seen) == ROUTE_RUNS
     for i, r in enumerate(seen, 1):
         got = {k: route["outcome"] for k, route in r["routes"].items()}
-        assert got == scenario.expect_routes, (i, r["routes"])
+        control = r["evidence"]["control"] or {}
+        theirs = {k: (control.get("measurement") or {}).get(k) for k in ("dns", "quic")}
+        assert got == scenario.expect_routes, (
+            f"run {i}: {json.dumps(r['routes'])}; the control: {control.get('error')} "
+            f"{json.dumps(theirs)}"
+        )
         assert r["verdict"] == scenario.expected(vantage).verdict, (i, r["explanation"])
 
 

@@ -216,20 +216,20 @@ async def test_system_resolver_reads_the_hosts_file() -> None:
 async def test_system_lookups_wait_their_turn_and_count_from_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """getaddrinfo runs in a pool of `lookups()` threads (uvloop's): more lookups at once wait
-    there. A pool of that size whose lookups take 0.3 s (a slow resolver, which loopback cannot
-    be) stands for it: three times as many lookups at once all answer within a timeout of
-    0.5 s, each in its own 0.3 s — the wait for a thread is neither its time nor a timeout."""
-    loop = asyncio.get_running_loop()
-    pool = asyncio.Semaphore(system.lookups())
+    """getaddrinfo runs in the loop's pool of threads (asyncio's default executor here; libuv's
+    under the CLI's uvloop): more lookups at once wait there. With the real pool and a
+    getaddrinfo that takes 0.3 s (a slow resolver, which loopback cannot be), three times as
+    many lookups as the pool has threads all answer within a timeout of 0.5 s, each in its own
+    0.3 s — the wait for a thread is neither its time nor a timeout, whatever libuv's pool size
+    says (UV_THREADPOOL_SIZE sizes no pool of asyncio's)."""
+    monkeypatch.setenv("UV_THREADPOOL_SIZE", "64")
 
-    async def getaddrinfo(host: str, port: object, **_: object) -> list[tuple[object, ...]]:
-        async with pool:
-            await asyncio.sleep(0.3)
+    def getaddrinfo(host: str, *_: object, **__: object) -> list[tuple[object, ...]]:
+        time.sleep(0.3)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.10", 0))]
 
-    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
-    names = [f"n{i}.example" for i in range(3 * system.lookups())]
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    names = [f"n{i}.example" for i in range(3 * system.lookups(asyncio.get_running_loop()))]
     found = await asyncio.gather(*(system.resolve(name, timeout=0.5) for name in names))
     assert [o.failure for o in found] == [None] * len(names)
     assert [o.addresses for o in found] == [("192.0.2.10",)] * len(names)

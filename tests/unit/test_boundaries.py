@@ -256,9 +256,12 @@ def test_a_resolvers_a_record_failure_is_its_failure_not_the_aaaa_one() -> None:
 
 
 def test_the_system_resolver_timing_out_while_another_answers_genuinely_is_a_block() -> None:
-    """Another resolver's answer, validated by a certificate, is as good as a control."""
-    dns = [system(failure="timeout"), udp("8.8.8.8", "A", A)]
-    assert row(m(dns, [tcp()], [tls()], [], page()))[0] == "dns/timeout"
+    """Another resolver's answer, validated by a certificate, is as good as a control; the
+    sentence says how long the silent one was waited for."""
+    dns = [replace(system(failure="timeout"), elapsed=2.004), udp("8.8.8.8", "A", A)]
+    blocking, v = row(m(dns, [tcp()], [tls()], [], page()))
+    assert blocking == "dns/timeout"
+    assert v.explanation.startswith("system says timeout for www.clubhouse.com after 2.0 s, while")
 
 
 def test_an_extra_resolver_timing_out_alone_is_judged_with_the_control() -> None:

@@ -838,6 +838,8 @@ def test_measurements_that_disagree_say_what_each_saw() -> None:
         ("blocked", "tls/reset"),
         ("blocked", "tls/timeout"),
     ]
+    assert [x.explanation for x in settled.seen] == [reset.explanation, timeout.explanation]
+    assert [x.explanation for x in settle([reset])[0].seen] == [""]  # the result's own says it
     fine = judge(OK, CONTROL)
     three, _ = settle([reset, fine, reset])
     assert three.explanation.endswith(f"; the other: accessible ({fine.summary}))")
