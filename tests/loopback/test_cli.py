@@ -46,8 +46,8 @@ async def test_json_for_an_accessible_origin_has_evidence_for_every_step(
     assert result["schema"] == SCHEMA
     assert result["verdict"] == "accessible"
     assert result["blocking"] is None
-    assert result["measurements"] == [
-        {"verdict": "accessible", "blocking": None, "summary": result["summary"]}
+    assert result["measurements"] == [  # one: its sentence is the result's own
+        {"verdict": "accessible", "blocking": None, "summary": result["summary"], "explanation": ""}
     ]
     assert result["target"] == "localhost"
     probe = result["evidence"]["probe"]
