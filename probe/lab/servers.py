@@ -454,8 +454,8 @@ def _raise_priority(nice: int) -> None:
     """This process's nice value, and its autogroup's: where the kernel groups processes by
     session (sched_autogroup_enabled, the default of most distributions), a nice value counts
     only against the processes of its own session, and each server leads a session of its own —
-    at nice -15 a resolver still waited 50-90 ms of every 100 for a CPU while two busy loops ran
-    in another session. Only root may raise either; the lab runs as root."""
+    at nice -15 a resolver still waited 50-130 ms of every 100 for a CPU while two busy loops
+    ran in another session. Only root may raise either; the lab runs as root."""
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, nice)
     with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
