@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -210,3 +211,28 @@ async def test_no_resolver_at_the_address_fails_at_once() -> None:
     unused.close()  # nothing listens there now: the kernel answers with an ICMP error
     record = await svcb.ask_udp("ech.test", dnswire.Resolver("127.0.0.1", port), 5.0, "here")
     assert record.failure is Failure.REFUSED, record  # at once, not a timeout after resends
+
+
+async def test_a_query_unanswered_is_sent_again_until_its_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resolver that reads every query and answers none: the query goes again every RESEND
+    seconds until its own timeout, which reads `timeout`; nothing of it stays pending."""
+    monkeypatch.setattr(dnswire, "RESEND", 0.1)
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.setblocking(False)
+    resolver = dnswire.Resolver("127.0.0.1", silent.getsockname()[1])
+    try:
+        record = await svcb.ask_udp("ech.test", resolver, 0.35, "here")
+        received = 0
+        with contextlib.suppress(BlockingIOError):
+            while silent.recv(512):
+                received += 1
+        assert record.failure is Failure.TIMEOUT, record
+        assert 0.35 <= record.elapsed < 1.0
+        assert 2 <= received <= 4  # at 0, 0.1, 0.2 and 0.3 s, where the loop's timers keep time
+        assert all(not s.pending for s in resolver.sockets)
+    finally:
+        resolver.close()
+        silent.close()
