@@ -230,7 +230,7 @@ async def test_a_query_unanswered_is_sent_again_until_its_timeout(
             while silent.recv(512):
                 received += 1
         assert record.failure is Failure.TIMEOUT, record
-        assert 0.35 <= record.elapsed < 1.0
+        assert 0.3 <= record.elapsed < 1.0  # (the loop's clock is read once a turn)
         assert 2 <= received <= 4  # at 0, 0.1, 0.2 and 0.3 s, where the loop's timers keep time
         assert all(not s.pending for s in resolver.sockets)
     finally:
