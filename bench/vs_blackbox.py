@@ -16,7 +16,8 @@ HTTP/3 on every target is measured apart: `--censorprobe-args "--quic always"`. 
 there counts TCP connections to port 443 (SYNs) during each tool's run: a ClientHello variant is
 a connection of its own, so censorprobe's count says whether it sent any beyond its targets'
 handshakes. `--probe-dir DIR` measures the censorprobe of another checkout (a commit before a
-change) beside this one's, each paired with blackbox_exporter in the same run.
+change) beside this one's, each paired with blackbox_exporter in the same run, and prints this
+one's wall and CPU against it, run by run.
 
 Each run measures, for each tool in turn (the order alternates between runs): wall time, CPU
 seconds of its process tree, peak RSS summed over its process tree (sampled every 20 ms, and never
@@ -567,6 +568,12 @@ def main() -> None:
             bb = statistics.median(get(r["blackbox_exporter"]) for r in runs)
             shown = ", ".join(f"{x:.2f}" for x in ratios)
             print(f"  {name:15} {probe} {cp:7.2f}  blackbox {bb:7.2f}  ratios {shown}")
+    if "censorprobe@before" in tools:
+        print("\nthis checkout against --probe-dir (censorprobe / censorprobe@before, per run):")
+        for name, get in (("wall time", lambda f: f.wall), ("CPU", lambda f: f.cpu)):
+            ratios = [get(r["censorprobe"]) / get(r["censorprobe@before"]) for r in runs]
+            shown = ", ".join(f"{x - 1:+.1%}" for x in ratios)
+            print(f"  {name:15} {shown}  median {statistics.median(ratios) - 1:+.1%}")
 
 
 if __name__ == "__main__":
