@@ -18,12 +18,13 @@ MAX_ADDRESSES = 64  # addresses kept per answer
 
 
 # uvloop runs getaddrinfo in libuv's thread pool, of UV_THREADPOOL_SIZE threads (4 by default;
-# a runtime sets LOOKUPS where the environment does not say). More lookups at once queued
-# there, and the queue's seconds in a busy run read as the resolver's time ("DNS timeout" where
-# it answered in 40 ms). A pool as large as the run's concurrency is no cure: hundreds of
-# lookups at once, two queries each, are more than a local resolver answers in time, and glibc
-# says "temporary failure". So a lookup waits for its turn here, where the wait is this
-# machine's, and its time and timeout start when it does.
+# a runtime sets 2 * LOOKUPS where the environment does not say), and libuv runs such slow work
+# on at most half of them, (threads + 1) // 2: the rest of the lookups queue there, and the
+# queue's seconds in a busy run read as the resolver's time ("DNS timeout" where it answered in
+# 40 ms). A pool as large as the run's concurrency is no cure: hundreds of lookups at once, two
+# queries each, are more than a local resolver answers in time, and glibc says "temporary
+# failure". So a lookup waits for its turn here, where the wait is this machine's, and its time
+# and timeout start when it does.
 LOOKUPS = 16
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
@@ -32,20 +33,23 @@ _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] 
 
 def size_the_pool() -> None:
     """Before the process's first lookup (libuv reads UV_THREADPOOL_SIZE once, at its first
-    use): LOOKUPS threads, unless the environment says."""
-    os.environ.setdefault("UV_THREADPOOL_SIZE", str(LOOKUPS))
+    use): 2 * LOOKUPS threads, LOOKUPS lookups at once, unless the environment says."""
+    os.environ.setdefault("UV_THREADPOOL_SIZE", str(2 * LOOKUPS))
 
 
 def lookups(loop: asyncio.AbstractEventLoop) -> int:
-    """Lookups at once: the threads of the pool `loop` runs getaddrinfo in — libuv's, of
-    UV_THREADPOOL_SIZE, under uvloop (the CLI's loop); asyncio's default executor, of
-    min(32, CPUs + 4), under asyncio's own (a library's caller, the tests)."""
+    """Lookups at once: what the pool `loop` runs getaddrinfo in takes at once — under uvloop
+    (the CLI's loop) half of libuv's UV_THREADPOOL_SIZE threads, rounded up (libuv keeps the
+    other half for quick work: with 16 threads, the 9th lookup of 16 at once waited for the
+    first to end); under asyncio's own (a library's caller, the tests) its default executor,
+    of min(32, CPUs + 4) threads."""
     if not type(loop).__module__.startswith("uvloop"):
         return min(32, (os.cpu_count() or 1) + 4)
     try:
-        return min(1024, max(1, int(os.environ.get("UV_THREADPOOL_SIZE", "4"))))
+        threads = min(1024, max(1, int(os.environ.get("UV_THREADPOOL_SIZE", "4"))))
     except ValueError:
-        return 4
+        threads = 4
+    return (threads + 1) // 2
 
 
 async def resolve(host: str, timeout: float) -> DNSObservation:

@@ -236,6 +236,28 @@ async def test_system_lookups_wait_their_turn_and_count_from_it(
     assert max(o.elapsed for o in found) < 0.45
 
 
+def test_under_uvloop_a_turn_is_one_of_the_threads_libuv_lets_lookups_have(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libuv runs getaddrinfo on at most half of its pool, (threads + 1) // 2 (with 16 threads
+    and a resolver taking 0.5 s, 16 lookups at once ended at 0.5 s and 1.0 s, eight each): so
+    many turns, so that no lookup's clock runs in libuv's queue; the runtime's pool has room
+    for LOOKUPS of them."""
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    try:
+        monkeypatch.setenv("UV_THREADPOOL_SIZE", "16")
+        assert system.lookups(loop) == 8
+        monkeypatch.setenv("UV_THREADPOOL_SIZE", "5")
+        assert system.lookups(loop) == 3
+        monkeypatch.delenv("UV_THREADPOOL_SIZE")
+        system.size_the_pool()
+        assert system.lookups(loop) == system.LOOKUPS
+    finally:
+        loop.close()
+
+
 async def test_doh_answers_over_https(
     web_server: Callable[..., Awaitable[int]], ca: trustme.CA, ca_file: str
 ) -> None:
