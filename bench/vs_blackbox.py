@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 CLIENT, SERVER = "cpb-client", "cpb-server"
@@ -498,6 +499,18 @@ def run_blackbox(n: int, concurrency: int, state: Path) -> Figures:
     return Figures("blackbox_exporter", wall, cpu, mem.mb, done, right, total)
 
 
+# what is compared between two runs, by name
+COMPARED = tuple(
+    (name, attrgetter(field))
+    for name, field in (
+        ("wall time", "wall"),
+        ("CPU", "cpu"),
+        ("peak RSS", "rss_mb"),
+        ("served done by", "served_done"),
+    )
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", type=int, default=2000)
@@ -557,12 +570,7 @@ def main() -> None:
             print(f"UDP datagrams to port 443 seen by the servers: {workload.quic_datagrams()}")
     for probe in (t for t in tools if t.startswith("censorprobe") and "blackbox_exporter" in tools):
         print(f"\nmedian over the runs ({probe} / blackbox_exporter, per paired run):")
-        for name, get in (
-            ("wall time", lambda f: f.wall),
-            ("CPU", lambda f: f.cpu),
-            ("peak RSS", lambda f: f.rss_mb),
-            ("served done by", lambda f: f.served_done),
-        ):
+        for name, get in COMPARED:
             ratios = [get(r[probe]) / get(r["blackbox_exporter"]) for r in runs]
             cp = statistics.median(get(r[probe]) for r in runs)
             bb = statistics.median(get(r["blackbox_exporter"]) for r in runs)
@@ -570,7 +578,7 @@ def main() -> None:
             print(f"  {name:15} {probe} {cp:7.2f}  blackbox {bb:7.2f}  ratios {shown}")
     if "censorprobe@before" in tools:
         print("\nthis checkout against --probe-dir (censorprobe / censorprobe@before, per run):")
-        for name, get in (("wall time", lambda f: f.wall), ("CPU", lambda f: f.cpu)):
+        for name, get in COMPARED[:2]:  # wall time and CPU
             ratios = [get(r["censorprobe"]) / get(r["censorprobe@before"]) for r in runs]
             shown = ", ".join(f"{x - 1:+.1%}" for x in ratios)
             print(f"  {name:15} {shown}  median {statistics.median(ratios) - 1:+.1%}")
