@@ -92,7 +92,7 @@ async def handshake(
     der = tls.getpeercert(binary_form=True)
     certificate = None
     if der and verified:
-        certificate = _from_ssl(tls.getpeercert() or {}, der)
+        certificate = _verified(tls, der)
     elif der and untrusted_certificate:
         certificate = summarize(der)
     return TLSObservation(
@@ -159,6 +159,23 @@ def summarize(der: bytes) -> Certificate:
     except Exception:  # no SAN extension, or a malformed one
         sans = ()
     return Certificate(subject, issuer, sans[:MAX_SANS], not_before, not_after, sha256)
+
+
+SUMMARIES = 256  # summaries of verified certificates kept, by their bytes
+_summaries: dict[bytes, Certificate] = {}
+
+
+def _verified(tls: ssl.SSLObject, der: bytes) -> Certificate:
+    """The summary of the verified certificate `der`, kept for the next handshake that gets the
+    same bytes: many targets present one certificate (a CDN's, a wildcard), and an exporter
+    meets the same ones at every scrape. At most SUMMARIES are kept, the oldest dropped first."""
+    known = _summaries.get(der)
+    if known is None:
+        known = _from_ssl(tls.getpeercert() or {}, der)
+        if len(_summaries) >= SUMMARIES:
+            del _summaries[next(iter(_summaries))]
+        _summaries[der] = known
+    return known
 
 
 def _from_ssl(cert: dict[str, Any], der: bytes) -> Certificate:

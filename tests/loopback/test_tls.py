@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+import pytest
 import trustme
 
 from probe.measure import tls
@@ -147,3 +148,28 @@ async def test_sni_filter_is_told_from_ip_blocking(
     assert verdict.blocking is not None
     assert (verdict.blocking.layer, verdict.blocking.method) == ("tls", "reset")
     assert "SNI localhost" in verdict.explanation and "example.com" in verdict.explanation
+
+
+async def test_a_certificate_summary_is_kept_for_the_same_certificate_only(
+    web_server: Callable[..., Awaitable[int]],
+    ca: trustme.CA,
+    ca_file: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Targets that present one certificate share its summary; another certificate is never
+    read off a kept one, and the oldest is dropped where the kept are SUMMARIES."""
+    monkeypatch.setattr(tls, "_summaries", {})
+    monkeypatch.setattr(tls, "SUMMARIES", 2)
+    first = await web_server(page("one"), server_context(ca, "localhost", "one.example"))
+    second = await web_server(page("two"), server_context(ca, "localhost", "two.example"))
+    a = (await handshake(first, "localhost", ca_file)).certificate
+    b = (await handshake(second, "localhost", ca_file)).certificate
+    assert a is not None and b is not None
+    assert "one.example" in a.sans and "two.example" in b.sans and a.sha256 != b.sha256
+    again = (await handshake(first, "localhost", ca_file)).certificate
+    assert again is a  # kept: not parsed again
+    third = await web_server(page("three"), server_context(ca, "localhost", "three.example"))
+    c = (await handshake(third, "localhost", ca_file)).certificate
+    assert c is not None and "three.example" in c.sans
+    once_more = (await handshake(first, "localhost", ca_file)).certificate
+    assert once_more == a and once_more is not a  # dropped as the oldest, parsed again
