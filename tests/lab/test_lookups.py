@@ -1,0 +1,139 @@
+"""System lookups under the CLI's event loop (uvloop) against a slow resolver, which only a
+network namespace of the test's own can give (its /etc/resolv.conf, from /etc/netns/NAME, names
+a resolver on its loopback that answers every query after DELAY seconds).
+
+The rule checked is libuv's, not ours: it runs getaddrinfo on at most half of its pool, and a
+lookup it queues keeps its clock running. The turns `system.lookups` gives must be what libuv
+runs at once — none more (their clock would run in libuv's queue: a lookup answered in DELAY
+would read 2 x DELAY), none fewer needed (2 x turns lookups take two rounds, no more).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DELAY = 0.5  # seconds the resolver takes to answer each query
+
+# A resolver answering each query after DELAY, in a thread of its own: A queries with
+# 192.0.2.1, other types with no record (NODATA).
+RESOLVER = r"""
+import socket, struct, sys, threading, time
+delay = float(sys.argv[1])
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("127.0.0.1", 53))
+print("ready", flush=True)
+
+def answer(query, peer):
+    time.sleep(delay)
+    end = query.index(b"\0", 12) + 5  # the question: its name, type and class
+    qtype = struct.unpack("!H", query[end - 4 : end - 2])[0]
+    records = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([192, 0, 2, 1])
+    count = 1 if qtype == 1 else 0
+    head = query[:2] + struct.pack("!HHHHH", 0x8180, 1, count, 0, 0)
+    sock.sendto(head + query[12:end] + (records if count else b""), peer)
+
+while True:
+    query, peer = sock.recvfrom(512)
+    threading.Thread(target=answer, args=(query, peer), daemon=True).start()
+"""
+
+# Twice as many lookups at once as the probe gives turns, as the CLI runs them.
+CLIENT = r"""
+import asyncio, json, time
+import uvloop
+from probe.measure import system
+
+system.size_the_pool()  # as the runtime does
+
+async def main():
+    loop = asyncio.get_running_loop()
+    turns = system.lookups(loop)
+    start = time.perf_counter()
+    found = await asyncio.gather(
+        *(system.resolve(f"n{i}.slow.test", 5.0) for i in range(2 * turns))
+    )
+    print(json.dumps({
+        "turns": turns,
+        "wall": time.perf_counter() - start,
+        "elapsed": [o.elapsed for o in found],
+        "failures": [o.failure for o in found],
+        "addresses": [list(o.addresses) for o in found],
+    }))
+
+uvloop.run(main())
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_resolver(netns_ok: None) -> Iterator[str]:
+    """A namespace whose resolv.conf names a resolver on its loopback answering after DELAY."""
+    name = f"cp-lookups-{os.getpid()}"
+    etc = Path("/etc/netns")
+    made_etc = not etc.exists()
+    conf = etc / name
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    server: subprocess.Popen[str] | None = None
+    try:
+        conf.mkdir(parents=True)
+        (conf / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:5 attempts:1\n")
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", name, sys.executable, "-c", RESOLVER, str(DELAY)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        yield name
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        shutil.rmtree(conf, ignore_errors=True)
+        if made_etc:
+            shutil.rmtree(etc, ignore_errors=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def lookups(namespace: str, pool: str | None) -> dict[str, Any]:
+    """The client's figures, run in `namespace` with UV_THREADPOOL_SIZE `pool` (None: the
+    runtime's own)."""
+    env = {k: v for k, v in os.environ.items() if k != "UV_THREADPOOL_SIZE"}
+    env["PYTHONPATH"] = str(ROOT)
+    if pool is not None:
+        env["UV_THREADPOOL_SIZE"] = pool
+    done = subprocess.run(
+        ["ip", "netns", "exec", namespace, sys.executable, "-c", CLIENT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out: dict[str, Any] = json.loads(done.stdout)
+    return out
+
+
+@pytest.mark.parametrize("pool", [None, "5"], ids=["the-runtime's-pool", "five-threads"])
+def test_each_lookup_reads_the_resolver_s_time_and_no_turn_waits_in_libuv(
+    slow_resolver: str, pool: str | None
+) -> None:
+    seen = lookups(slow_resolver, pool)
+    turns = seen["turns"]
+    assert turns == (16 if pool is None else 3)
+    assert seen["failures"] == [None] * (2 * turns)
+    assert seen["addresses"] == [["192.0.2.1"]] * (2 * turns)
+    # each counts from its turn: DELAY and a little, never a second DELAY spent in libuv's queue
+    slowest = max(seen["elapsed"])
+    assert DELAY <= slowest < 1.6 * DELAY, seen
+    # and the turns are no more than the resolver sees at once: two rounds of DELAY
+    assert seen["wall"] >= 1.9 * DELAY, seen
