@@ -3,9 +3,11 @@ network namespace of the test's own can give (its /etc/resolv.conf, from /etc/ne
 a resolver on its loopback that answers every query after DELAY seconds).
 
 The rule checked is libuv's, not ours: it runs getaddrinfo on at most half of its pool, and a
-lookup it queues keeps its clock running. The turns `system.lookups` gives must be what libuv
-runs at once — none more (their clock would run in libuv's queue: a lookup answered in DELAY
-would read 2 x DELAY), none fewer needed (2 x turns lookups take two rounds, no more).
+lookup it queues keeps its clock running. The turns `system.lookups` gives must be no more than
+libuv runs at once (a lookup's clock would run in libuv's queue: answered in DELAY, it would
+read 2 x DELAY), and no more lookups than the turns reach the resolver at once (2 x turns
+lookups take two rounds of DELAY). On the rule before (as many turns as threads), the first
+reads 1.0 s where the resolver took 0.5 s.
 """
 
 from __future__ import annotations
