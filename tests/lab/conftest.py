@@ -11,6 +11,7 @@ those rounds left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -96,6 +97,23 @@ class Rounds:
         for r in archive.read([self.directory / vantage]):
             out.setdefault(r["service"], []).append(r)
         return out
+
+
+@contextlib.contextmanager
+def own_namespace(purpose: str, resolv_conf: str) -> Iterator[str]:
+    """A namespace of the test's own with only `lo` (up), whose /etc/resolv.conf is
+    `resolv_conf` (`ip netns exec` reads /etc/netns/NAME/); removed after."""
+    name = f"cp-{purpose}-{os.getpid()}"
+    etc = Path("/etc/netns") / name
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "resolv.conf").write_text(resolv_conf)
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+        shutil.rmtree(etc, ignore_errors=True)
 
 
 def in_ns(ns: str, *cmd: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

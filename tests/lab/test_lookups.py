@@ -1,6 +1,6 @@
 """System lookups under the CLI's event loop (uvloop) against a slow resolver, which only a
-network namespace of the test's own can give (its /etc/resolv.conf, from /etc/netns/NAME, names
-a resolver on its loopback that answers every query after DELAY seconds).
+network namespace of the test's own can give (its resolv.conf names the lab's DNS server on
+its loopback, answering every query after DELAY seconds).
 
 The rule checked is libuv's, not ours: it runs getaddrinfo on at most half of its pool, and a
 lookup it queues keeps its clock running. The turns `system.lookups` gives must be no more than
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,30 +22,30 @@ from typing import Any
 
 import pytest
 
+from tests.lab.conftest import own_namespace
+
 ROOT = Path(__file__).resolve().parents[2]
 DELAY = 0.5  # seconds the resolver takes to answer each query
 
-# A resolver answering each query after DELAY, in a thread of its own: A queries with
-# 192.0.2.1, other types with no record (NODATA).
+# The lab's DNS server answering each query after DELAY: A queries with 192.0.2.1, other types
+# with no record (NODATA).
 RESOLVER = r"""
-import socket, struct, sys, threading, time
-delay = float(sys.argv[1])
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-sock.bind(("127.0.0.1", 53))
-print("ready", flush=True)
+import asyncio, sys
+from probe.lab.dnsserver import DNSServer
 
-def answer(query, peer):
-    time.sleep(delay)
-    end = query.index(b"\0", 12) + 5  # the question: its name, type and class
-    qtype = struct.unpack("!H", query[end - 4 : end - 2])[0]
-    records = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([192, 0, 2, 1])
-    count = 1 if qtype == 1 else 0
-    head = query[:2] + struct.pack("!HHHHH", 0x8180, 1, count, 0, 0)
-    sock.sendto(head + query[12:end] + (records if count else b""), peer)
+class Slow(DNSServer):
+    keeps_queries = False
 
-while True:
-    query, peer = sock.recvfrom(512)
-    threading.Thread(target=answer, args=(query, peer), daemon=True).start()
+    def handle(self, query):
+        a = query.question[0].rdtype == 1
+        return [(float(sys.argv[1]), self.answer(query, ["192.0.2.1"] if a else []))]
+
+async def main():
+    await Slow("127.0.0.1", 53).start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
 """
 
 # Twice as many lookups at once as the probe gives turns, as the CLI runs them.
@@ -79,31 +78,20 @@ uvloop.run(main())
 @pytest.fixture(scope="module")
 def slow_resolver(netns_ok: None) -> Iterator[str]:
     """A namespace whose resolv.conf names a resolver on its loopback answering after DELAY."""
-    name = f"cp-lookups-{os.getpid()}"
-    etc = Path("/etc/netns")
-    made_etc = not etc.exists()
-    conf = etc / name
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    server: subprocess.Popen[str] | None = None
-    try:
-        conf.mkdir(parents=True)
-        (conf / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:5 attempts:1\n")
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    conf = "nameserver 127.0.0.1\noptions timeout:5 attempts:1\n"
+    with own_namespace("lookups", conf) as name:
         server = subprocess.Popen(
             ["ip", "netns", "exec", name, sys.executable, "-c", RESOLVER, str(DELAY)],
             stdout=subprocess.PIPE,
             text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        yield name
-    finally:
-        if server is not None:
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+            yield name
+        finally:
             server.kill()
             server.wait()
-        shutil.rmtree(conf, ignore_errors=True)
-        if made_etc:
-            shutil.rmtree(etc, ignore_errors=True)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def lookups(namespace: str, pool: str | None) -> dict[str, Any]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -13,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab.conftest import own_namespace
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -20,17 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 def offline_ns(netns_ok: None) -> Iterator[str]:
     """A namespace with only `lo`, whose resolv.conf names a resolver it has no route to (a
     documentation address), as a vantage that lost its network has."""
-    name = f"cp-offline-{os.getpid()}"
-    etc = Path("/etc/netns") / name
-    etc.mkdir(parents=True, exist_ok=True)
-    (etc / "resolv.conf").write_text("nameserver 192.0.2.53\n")
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-    try:
+    with own_namespace("offline", "nameserver 192.0.2.53\n") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-        shutil.rmtree(etc, ignore_errors=True)
 
 
 def test_default_targets_without_network_are_never_blocked(offline_ns: str) -> None:
